@@ -1,0 +1,394 @@
+"""Requests/second of the example app under gunicorn, with and without sign-on.
+
+Measures, in one run and side by side, Dash's ``POST /_dash-update-component``
+and ``GET /_dash-layout`` on ``examples.app:server`` in three variants:
+
+  (a) no auth: no ``DASH_AUTH_*`` variable, so the package's Dash plugin is idle;
+  (b) this package: basic connector, SQLite session store, signed-in cookie;
+  (d) peer: dash-auth 2.x ``BasicAuth`` (bench/peer_dash_auth_app.py).
+
+All servers run at once (idle ones cost nothing), and the wrk runs are
+interleaved round by round, so machine noise hits every variant alike; the
+table shows the median per variant and its ratio to (a). See bench/README.md.
+
+Run from the repo root: ``python bench/throughput.py`` (about 2-3 minutes).
+"""
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import re
+import secrets
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from html.parser import HTMLParser
+from pathlib import Path
+
+import requests
+
+ROOT = Path(__file__).resolve().parents[1]
+LUA_SCRIPT = Path(__file__).resolve().with_name("wrk_request.lua")
+
+# One Dash callback round trip: the dropdown "city" feeds the greeting.
+UPDATE_BODY = {
+    "output": "greeting.children",
+    "outputs": {"id": "greeting", "property": "children"},
+    "inputs": [{"id": "city", "property": "value", "value": "NYC"}],
+    "changedPropIds": ["city.value"],
+    "state": [],
+}
+
+# endpoint key -> (method, path)
+ENDPOINTS: dict[str, tuple[str, str]] = {
+    "update": ("POST", "/_dash-update-component"),
+    "layout": ("GET", "/_dash-layout"),
+}
+
+VARIANT_LABELS: dict[str, str] = {
+    "a": "(a) no auth",
+    "b": "(b) dash-enterprise-auth, sqlite",
+    "d": "(d) dash-auth BasicAuth (peer)",
+}
+
+
+@dataclass
+class Server:
+    """A gunicorn master we started, in its own process group so we can stop all of it."""
+
+    key: str
+    url: str
+    process: subprocess.Popen
+    log_path: Path
+    auth_headers: dict[str, str] = field(default_factory=dict)
+
+    def log_tail(self, chars: int = 3000) -> str:
+        return self.log_path.read_text(errors="replace")[-chars:]
+
+    def stop(self) -> None:
+        if self.process.poll() is not None:
+            return
+        for sig, wait in ((signal.SIGTERM, 10), (signal.SIGKILL, 5)):
+            try:
+                os.killpg(self.process.pid, sig)
+            except ProcessLookupError:
+                return
+            try:
+                self.process.wait(wait)
+                return
+            except subprocess.TimeoutExpired:
+                continue
+
+
+@dataclass
+class WrkResult:
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    non200: int
+    socket_errors: int
+
+
+class BenchError(RuntimeError):
+    """A variant cannot be measured meaningfully; the message says why."""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def base_env() -> dict[str, str]:
+    """The caller's environment without DASH_AUTH_*, so no variant inherits sign-on by accident."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DASH_AUTH_")}
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def start_server(key: str, target: str, extra_env: dict[str, str], workers: int,
+                 log_dir: Path, timeout: float = 60) -> Server:
+    """Start ``gunicorn target`` on a free loopback port; return once it answers HTTP."""
+    port = free_port()
+    log_path = log_dir / f"gunicorn-{key}.log"
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}",
+             "--workers", str(workers), "--worker-class", "sync",
+             "--timeout", "60", "--log-level", "warning", target],
+            cwd=ROOT, env={**base_env(), **extra_env},
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    server = Server(key, f"http://127.0.0.1:{port}", process, log_path)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise BenchError(f"{target} exited with {process.returncode}:\n{server.log_tail()}")
+        try:
+            requests.get(server.url + "/_dash-layout", timeout=5, allow_redirects=False)
+            return server
+        except requests.ConnectionError:
+            time.sleep(0.2)
+    server.stop()
+    raise BenchError(f"{target} did not answer within {timeout:.0f} s:\n{server.log_tail()}")
+
+
+class _HiddenInputs(HTMLParser):
+    """Collects <input type=hidden> fields, in case the login form carries a CSRF token."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fields: dict[str, str] = {}
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = dict(attrs)
+        if tag == "input" and (a.get("type") or "").lower() == "hidden" and a.get("name"):
+            self.fields[a["name"]] = a.get("value") or ""
+
+
+def sign_in(url: str, username: str, password: str) -> str:
+    """Sign in once through the login form; return the ``Cookie`` header it earned."""
+    session = requests.Session()
+    headers = {"Origin": url, "Sec-Fetch-Site": "same-origin"}
+    form = {"username": username, "password": password, "next": "/"}
+    page = session.get(url + "/_dash-auth/login", timeout=10, allow_redirects=False)
+    if page.status_code == 200:
+        parser = _HiddenInputs()
+        parser.feed(page.text)
+        form = {**parser.fields, **form}
+    r = session.post(url + "/_dash-auth/login", data=form, headers=headers,
+                     timeout=30, allow_redirects=False)
+    if r.status_code != 302:
+        raise BenchError(f"login returned {r.status_code}, expected 302:\n{r.text[:500]}")
+    cookie = "; ".join(f"{c.name}={c.value}" for c in session.cookies)
+    if not cookie:
+        raise BenchError("login answered 302 but set no cookie")
+    return cookie
+
+
+def request_headers(server: Server, endpoint: str) -> dict[str, str]:
+    """What a browser tab would send: same-origin fetch metadata plus the variant's credentials."""
+    headers = {"Accept": "application/json", "Sec-Fetch-Site": "same-origin"}
+    if ENDPOINTS[endpoint][0] == "POST":
+        headers["Origin"] = server.url
+    return {**headers, **server.auth_headers}
+
+
+def probe(server: Server, endpoint: str, with_auth: bool = True) -> requests.Response:
+    method, path = ENDPOINTS[endpoint]
+    headers = request_headers(server, endpoint)
+    if not with_auth:
+        headers = {k: v for k, v in headers.items() if k not in server.auth_headers}
+    return requests.request(method, server.url + path, headers=headers,
+                            json=UPDATE_BODY if method == "POST" else None,
+                            timeout=10, allow_redirects=False)
+
+
+def check(server: Server, endpoints: list[str]) -> None:
+    """Refuse to time a variant that does not answer correctly, or whose guard is not on."""
+    for endpoint in endpoints:
+        r = probe(server, endpoint)
+        if r.status_code != 200:
+            raise BenchError(f"{endpoint} returned {r.status_code}: {r.text[:300]}")
+        if endpoint == "update" and "Hello" not in r.text:
+            raise BenchError(f"update answered without 'Hello': {r.text[:300]}")
+        if server.auth_headers:
+            bare = probe(server, endpoint, with_auth=False)
+            if bare.status_code == 200:
+                raise BenchError(
+                    f"{endpoint} answers 200 without credentials: the guard is not active"
+                    " (for (b): is the package installed with `pip install -e .`, so Dash"
+                    " loads its dash_hooks plugin?)")
+
+
+def run_wrk(server: Server, endpoint: str, duration: float, threads: int,
+            connections: int, body_file: Path) -> WrkResult:
+    """One fixed-duration wrk run; statuses other than 200 are counted by the Lua script."""
+    method, path = ENDPOINTS[endpoint]
+    cmd = ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{duration:g}s",
+           "--timeout", "10s", "-s", str(LUA_SCRIPT)]
+    for name, value in request_headers(server, endpoint).items():
+        cmd += ["-H", f"{name}: {value}"]
+    cmd.append(server.url + path)
+    env = {**os.environ, "BENCH_BODY_FILE": str(body_file) if method == "POST" else ""}
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True,
+                         timeout=duration + 30, stdin=subprocess.DEVNULL)
+    match = re.search(r"BENCH_RESULT (.*)", out.stdout)
+    if out.returncode != 0 or not match:
+        raise BenchError(f"wrk failed ({out.returncode}): {out.stdout}{out.stderr}")
+    v = {k: int(x) for k, x in (kv.split("=") for kv in match.group(1).split())}
+    return WrkResult(rps=v["requests"] / (v["duration_us"] / 1e6), p50_ms=v["p50_us"] / 1e3,
+                     p99_ms=v["p99_us"] / 1e3, non200=v["non200"],
+                     socket_errors=v["socket_errors"])
+
+
+def package_rev() -> str:
+    out = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+                         capture_output=True, text=True, timeout=10)
+    dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--",
+                            "dash_enterprise_auth", "connectors"],
+                           capture_output=True, text=True, timeout=10)
+    return out.stdout.strip() + ("+uncommitted" if dirty.stdout.strip() else "")
+
+
+def versions() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    parts = []
+    for dist in ("dash", "dash-auth", "gunicorn", "flask"):
+        try:
+            parts.append(f"{dist} {version(dist)}")
+        except PackageNotFoundError:
+            parts.append(f"{dist} (absent)")
+    return ", ".join(parts)
+
+
+def start_variant(key: str, workers: int, tmp: Path) -> Server:
+    """Start one variant and give it the credentials its requests must carry."""
+    if key == "a":
+        return start_server(key, "examples.app:server", {}, workers, tmp)
+    if key == "b":
+        env = {
+            "DASH_AUTH_CONNECTOR": "basic",
+            "DASH_AUTH_USERS_FILE": str(ROOT / "examples" / "demo-users.json"),
+            "DASH_AUTH_ALLOWED_GROUPS": "analysts",
+            "DASH_AUTH_SECRET_KEY": secrets.token_urlsafe(48),
+            "DASH_AUTH_SESSION_STORE": f"sqlite:///{tmp}/sessions.sqlite3",
+        }
+        server = start_server(key, "examples.app:server", env, workers, tmp)
+        server.auth_headers = {"Cookie": sign_in(server.url, "alice", "wonderland")}
+        return server
+    if key == "d":
+        server = start_server(key, "bench.peer_dash_auth_app:server", {}, workers, tmp)
+        token = base64.b64encode(b"alice:wonderland").decode()
+        server.auth_headers = {"Authorization": f"Basic {token}"}
+        return server
+    raise ValueError(key)
+
+
+def print_table(results: dict[tuple[str, str], list[WrkResult]], variants: list[str],
+                endpoints: list[str]) -> None:
+    print()
+    print(f"{'variant':<36}{'median req/s':>13}{'vs (a)':>8}{'p50 ms':>8}{'p99 ms':>8}"
+          f"  {'req/s per round'}")
+    for endpoint in endpoints:
+        method, path = ENDPOINTS[endpoint]
+        print(f"{method} {path}")
+        base = results.get(("a", endpoint))
+        base_rps = statistics.median(r.rps for r in base) if base else None
+        for key in variants:
+            runs = results.get((key, endpoint), [])
+            if not runs:
+                print(f"  {VARIANT_LABELS[key]:<34}{'not measured':>13}")
+                continue
+            rps = statistics.median(r.rps for r in runs)
+            ratio = f"{rps / base_rps:.2f}" if base_rps else "-"
+            p50 = statistics.median(r.p50_ms for r in runs)
+            p99 = statistics.median(r.p99_ms for r in runs)
+            rounds = ", ".join(f"{r.rps:.0f}" for r in runs)
+            bad = sum(r.non200 + r.socket_errors for r in runs)
+            flag = f"  !! {bad} non-200/socket errors" if bad else ""
+            print(f"  {VARIANT_LABELS[key]:<34}{rps:>13.1f}{ratio:>8}{p50:>8.2f}{p99:>8.2f}"
+                  f"  {rounds}{flag}")
+
+
+def parse_args() -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--duration", type=float, default=6, help="seconds per wrk run (default 6)")
+    p.add_argument("--rounds", type=int, default=3, help="interleaved rounds (default 3)")
+    p.add_argument("--warmup", type=float, default=2,
+                   help="seconds of untimed load per variant and endpoint (default 2)")
+    p.add_argument("--workers", type=int, default=2, help="gunicorn sync workers (default 2)")
+    p.add_argument("--threads", type=int, default=1, help="wrk threads (default 1)")
+    p.add_argument("--connections", type=int, default=4, help="wrk connections (default 4)")
+    p.add_argument("--variants", default="a,b,d", help="comma list from a,b,d (default a,b,d)")
+    p.add_argument("--endpoints", default="update,layout",
+                   help="comma list from update,layout (default update,layout)")
+    p.add_argument("--max-seconds", type=float, default=600,
+                   help="stop starting new runs after this long and print what we have")
+    args = p.parse_args()
+    args.variants = [v for v in args.variants.split(",") if v]
+    args.endpoints = [e for e in args.endpoints.split(",") if e]
+    if "a" not in args.variants:
+        p.error("variant a is the baseline and must be included")
+    if set(args.variants) - set(VARIANT_LABELS) or set(args.endpoints) - set(ENDPOINTS):
+        p.error("unknown variant or endpoint")
+    return args
+
+
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
+def main() -> int:
+    args = parse_args()
+    if shutil.which("wrk") is None:
+        print("wrk not found: apt-get install wrk", file=sys.stderr)
+        return 2
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    started = time.monotonic()
+    servers: dict[str, Server] = {}
+    skipped: dict[str, str] = {}
+    results: dict[tuple[str, str], list[WrkResult]] = {}
+    with tempfile.TemporaryDirectory(prefix="dash-auth-bench-") as tmp_name:
+        tmp = Path(tmp_name)
+        body_file = tmp / "update.json"
+        body_file.write_text(json.dumps(UPDATE_BODY))
+        try:
+            for key in args.variants:
+                try:
+                    servers[key] = start_variant(key, args.workers, tmp)
+                    check(servers[key], args.endpoints)
+                    for endpoint in args.endpoints:
+                        run_wrk(servers[key], endpoint, args.warmup, args.threads,
+                                args.connections, body_file)
+                except BenchError as exc:
+                    if key == "a":
+                        raise
+                    skipped[key] = str(exc)
+                    print(f"skipping {VARIANT_LABELS[key]}: {exc}", file=sys.stderr)
+                    if key in servers:
+                        servers.pop(key).stop()
+            print(f"{len(servers)} servers up; {args.rounds} rounds x {len(args.endpoints)}"
+                  f" endpoints x {len(servers)} variants x {args.duration:g} s", file=sys.stderr)
+            for round_no in range(1, args.rounds + 1):
+                if time.monotonic() - started > args.max_seconds:
+                    print(f"--max-seconds reached; stopping after {round_no - 1} rounds",
+                          file=sys.stderr)
+                    break
+                for endpoint in args.endpoints:
+                    for key, server in servers.items():
+                        r = run_wrk(server, endpoint, args.duration, args.threads,
+                                    args.connections, body_file)
+                        results.setdefault((key, endpoint), []).append(r)
+                        print(f"  round {round_no} {endpoint:<6} {key}: {r.rps:8.1f} req/s",
+                              file=sys.stderr)
+            # A session that expired mid-run would show up as non-200s; check it still works.
+            for key, server in servers.items():
+                check(server, args.endpoints)
+        finally:
+            for server in servers.values():
+                server.stop()
+
+    print(f"\nexamples.app under gunicorn ({args.workers} sync workers), wrk -t{args.threads}"
+          f" -c{args.connections}, {args.duration:g} s x {args.rounds} interleaved rounds,"
+          f" {os.cpu_count()} CPUs")
+    print(f"repo {package_rev()}; {versions()}")
+    print_table(results, [k for k in args.variants if k not in skipped], args.endpoints)
+    for key, why in skipped.items():
+        print(f"\n{VARIANT_LABELS[key]} not measured: {why.splitlines()[0]}")
+    print(f"\ntotal {time.monotonic() - started:.0f} s")
+    return 1 if skipped.get("b") else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

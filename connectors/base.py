@@ -1,0 +1,94 @@
+"""The connector interface: what every identity protocol gives the core.
+
+A connector knows one protocol and nothing of Flask, Dash or sessions. It
+gets plain values and returns an :class:`Identity`, or raises an
+``AuthenticationError`` subclass whose ``user_message`` can be shown as is.
+
+Two shapes exist today:
+
+* :class:`PasswordConnector` checks a username and password. The core offers
+  it through the sign-in form and through HTTP Basic ``Authorization``
+  headers, with throttling in front.
+* Redirect protocols (SAML, OIDC) will add ``login(request)`` and
+  ``complete(request)`` on the same base when they arrive.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Mapping, Sequence
+
+from ..settings import Option, Settings
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who signed in, as the identity provider says. JSON-safe, holds no secret."""
+
+    username: str
+    email: str | None = None
+    display_name: str | None = None
+    groups: tuple[str, ...] = ()
+    attributes: Mapping[str, Any] = field(default_factory=dict)
+    connector: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "username": self.username,
+            "email": self.email,
+            "display_name": self.display_name,
+            "groups": list(self.groups),
+            "attributes": dict(self.attributes),
+            "connector": self.connector,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "Identity":
+        return cls(
+            username=str(data["username"]),
+            email=data.get("email"),
+            display_name=data.get("display_name"),
+            groups=tuple(str(g) for g in data.get("groups") or ()),
+            attributes=dict(data.get("attributes") or {}),
+            connector=str(data.get("connector") or ""),
+        )
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One line of ``python -m dash_enterprise_auth check``."""
+
+    ok: bool
+    message: str
+
+
+class Connector(ABC):
+    """Base of every connector; ``name`` is its ``DASH_AUTH_CONNECTOR`` value."""
+
+    name: ClassVar[str]
+    options: ClassVar[Sequence[Option]] = ()
+
+    @classmethod
+    @abstractmethod
+    def from_settings(cls, settings: Settings) -> "Connector":
+        """Build from settings; raise ConfigurationError at start-up on a bad value."""
+
+    def logout_url(self, identity: Identity, return_to: str) -> str | None:
+        """Where to send the browser to end the provider's session too, if anywhere."""
+        return None
+
+    def ping(self) -> None:
+        """Raise ServiceUnavailable when the provider does not answer (health route)."""
+
+    def check(self) -> list[Finding]:
+        """Findings for the ``check`` command: can this connector work as configured?"""
+        return []
+
+
+class PasswordConnector(Connector):
+    """A connector that verifies a username and password."""
+
+    @abstractmethod
+    def authenticate(self, username: str, password: str) -> Identity:
+        """The identity for these credentials, or raise InvalidCredentials (or another
+        AuthenticationError). An empty password must never succeed."""

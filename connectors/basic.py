@@ -1,0 +1,142 @@
+"""Username and password from a users file (Argon2id hashes and groups).
+
+The file is JSON written by ``python -m dash_enterprise_auth add-user``::
+
+    {"users": {"alice": {"password_hash": "$argon2id$...", "groups": ["analysts"],
+                         "email": "alice@example.com", "name": "Alice Liddell"}}}
+
+It is re-read when it changes, so adding a user needs no restart. Plain
+username/password pairs and ``auth_func`` exist only for dash-auth's
+``BasicAuth`` constructor.
+"""
+from __future__ import annotations
+
+import json
+import os
+import threading
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from ..errors import ConfigurationError, InvalidCredentials, ServiceUnavailable
+from ..passwords import plain_equal, verify_password
+from ..settings import Option, Settings, text
+from .base import Finding, Identity, PasswordConnector
+
+USERS_FILE = Option("DASH_AUTH_USERS_FILE", text, help="path of the users file written by add-user")
+
+GroupsSource = Callable[[str], Any] | Mapping[str, Any] | None
+
+
+class UsersFileError(ConfigurationError):
+    pass
+
+
+def read_users_file(path: Path) -> dict[str, dict[str, Any]]:
+    """The users in ``path``; UsersFileError says what is wrong with it."""
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise UsersFileError(
+            f"DASH_AUTH_USERS_FILE={str(path)!r} does not exist: create it with "
+            f"python -m dash_enterprise_auth add-user {path} USERNAME"
+        ) from None
+    except OSError as exc:
+        raise UsersFileError(f"DASH_AUTH_USERS_FILE={str(path)!r} cannot be read: {exc.strerror}") from None
+    except ValueError as exc:
+        raise UsersFileError(f"DASH_AUTH_USERS_FILE={str(path)!r} is not valid JSON: {exc}") from None
+    users = data.get("users") if isinstance(data, dict) else None
+    if not isinstance(users, dict) or not all(
+        isinstance(u, dict) and isinstance(u.get("password_hash"), str) for u in users.values()
+    ):
+        raise UsersFileError(
+            f"DASH_AUTH_USERS_FILE={str(path)!r} is not a users file: expected "
+            '{"users": {"NAME": {"password_hash": "...", "groups": [...]}}}'
+        )
+    return users
+
+
+class BasicConnector(PasswordConnector):
+    name = "basic"
+    options = (USERS_FILE,)
+
+    def __init__(
+        self,
+        users_file: str | Path | None = None,
+        *,
+        plain_users: Mapping[str, str] | None = None,
+        auth_func: Callable[[str, str], bool] | None = None,
+        user_groups: GroupsSource = None,
+    ) -> None:
+        sources = [users_file is not None, plain_users is not None, auth_func is not None]
+        if sum(sources) != 1:
+            raise ConfigurationError(
+                "DASH_AUTH_USERS_FILE is not set: the basic connector needs a users file "
+                "(python -m dash_enterprise_auth add-user FILE USERNAME writes one)"
+            )
+        self.users_file = Path(users_file) if users_file is not None else None
+        self.plain_users = dict(plain_users) if plain_users is not None else None
+        self.auth_func = auth_func
+        self.user_groups = user_groups
+        self._lock = threading.Lock()
+        self._cache: tuple[float, int, dict[str, dict[str, Any]]] | None = None
+        if self.users_file is not None:
+            self._users()  # a missing or broken file stops start-up
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "BasicConnector":
+        return cls(settings.get(USERS_FILE))
+
+    def _users(self) -> dict[str, dict[str, Any]]:
+        """The users file's content, re-read only when its mtime or size changes."""
+        assert self.users_file is not None
+        stat = os.stat(self.users_file)
+        with self._lock:
+            if self._cache is None or self._cache[:2] != (stat.st_mtime, stat.st_size):
+                self._cache = (stat.st_mtime, stat.st_size, read_users_file(self.users_file))
+            return self._cache[2]
+
+    def authenticate(self, username: str, password: str) -> Identity:
+        if not username or not password:
+            raise InvalidCredentials(log_detail="empty username or password")
+        if self.users_file is not None:
+            return self._from_file(username, password)
+        if self.plain_users is not None:
+            expected = self.plain_users.get(username)
+            ok = plain_equal(expected if expected is not None else "\0" * len(password), password)
+            ok = ok and expected is not None
+        else:
+            ok = bool(self.auth_func(username, password))
+        if not ok:
+            raise InvalidCredentials(log_detail="wrong username or password")
+        return Identity(username=username, groups=self._groups_for(username), connector=self.name)
+
+    def _from_file(self, username: str, password: str) -> Identity:
+        try:
+            entry = self._users().get(username)
+        except (OSError, ConfigurationError) as exc:
+            raise ServiceUnavailable(log_detail=f"users file unreadable: {exc}") from None
+        if not verify_password(entry["password_hash"] if entry else None, password) or entry is None:
+            raise InvalidCredentials(log_detail="wrong username or password")
+        return Identity(
+            username=username,
+            email=entry.get("email"),
+            display_name=entry.get("name"),
+            groups=tuple(str(g) for g in entry.get("groups") or ()),
+            connector=self.name,
+        )
+
+    def _groups_for(self, username: str) -> tuple[str, ...]:
+        source = self.user_groups
+        if source is None:
+            return ()
+        groups = source(username) if callable(source) else source.get(username, ())
+        return tuple(str(g) for g in groups or ())
+
+    def check(self) -> list[Finding]:
+        if self.users_file is None:
+            return [Finding(True, "users: given in code")]
+        try:
+            users = self._users()
+        except (OSError, ConfigurationError) as exc:
+            return [Finding(False, f"users file: {exc}")]
+        return [Finding(bool(users), f"users file {self.users_file}: {len(users)} user(s)")]

@@ -1,0 +1,96 @@
+"""The functions apps call, with the names and behaviour of the commercial package."""
+from __future__ import annotations
+
+import json
+from typing import Any, Callable
+
+from .viewer import Viewer, current_protection, current_viewer
+
+# Fields of get_user_data() that come from the identity provider and that
+# set_user_data() cannot overwrite.
+IDENTITY_FIELDS = ("username", "preferred_username", "email", "name", "groups", "connector")
+
+
+class KerberosTicketUnavailable(RuntimeError):
+    """No Kerberos ticket exists for this viewer's sign-in, or it has expired."""
+
+
+def get_username() -> str | None:
+    """The signed-in viewer's username; None for an anonymous viewer of a public app."""
+    viewer = current_viewer("get_username")
+    if viewer is None:
+        return None
+    override = viewer.record.user_data.get("_username") if viewer.record else None
+    return override or viewer.identity.username
+
+
+def get_user_data() -> dict[str, Any]:
+    """The viewer as a JSON-safe dict: identity fields, connector attributes and
+    whatever :func:`set_user_data` stored. Empty for an anonymous viewer."""
+    viewer = current_viewer("get_user_data")
+    if viewer is None:
+        return {}
+    identity = viewer.identity
+    custom = {k: v for k, v in _custom_data(viewer).items() if k not in IDENTITY_FIELDS}
+    return {
+        **dict(identity.attributes),
+        **custom,
+        "username": get_username(),
+        "preferred_username": identity.username,
+        "email": identity.email,
+        "name": identity.display_name,
+        "groups": list(identity.groups),
+        "connector": identity.connector,
+    }
+
+
+def set_user_data(data: dict[str, Any]) -> None:
+    """Replace the custom data kept with the viewer's server-side session.
+
+    The whole dict is replaced (last write wins). It must be JSON-serialisable;
+    keys of the identity (username, email, groups, ...) stay the provider's.
+    """
+    if not isinstance(data, dict):
+        raise TypeError(f"set_user_data() takes a dict, not {type(data).__name__}")
+    try:
+        json.dumps(data)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"set_user_data() needs JSON-serialisable data: {exc}") from None
+    def with_username(viewer: Viewer) -> dict[str, Any]:
+        username = viewer.record.user_data.get("_username")
+        return {**data, **({"_username": username} if username else {})}
+
+    _save("set_user_data", with_username)
+
+
+def set_username(username: str) -> None:
+    """Show another name for the viewer in get_username(); access decisions keep the real one."""
+    _save("set_username", lambda viewer: {**_custom_data(viewer), "_username": str(username)})
+
+
+def get_kerberos_ticket_cache() -> bytes:
+    """The viewer's Kerberos credential cache (MIT ccache bytes)."""
+    viewer = current_viewer("get_kerberos_ticket_cache")
+    who = viewer.identity.username if viewer else "an anonymous viewer"
+    raise KerberosTicketUnavailable(
+        f"no Kerberos ticket exists for {who}: this app obtains no Kerberos tickets at sign-in "
+        "(DASH_AUTH_KRB5_REALM is not configured)"
+    )
+
+
+def _custom_data(viewer: Viewer) -> dict[str, Any]:
+    if viewer.record is None:
+        return {}
+    return {k: v for k, v in viewer.record.user_data.items() if k != "_username"}
+
+
+def _save(name: str, data: Callable[[Viewer], dict[str, Any]]) -> None:
+    viewer = current_viewer(name)
+    if viewer is None:
+        raise RuntimeError(f"{name}() needs a signed-in viewer; this viewer is anonymous")
+    if viewer.record is None:
+        raise RuntimeError(
+            f"{name}() needs a session: this request signed in with an Authorization header, "
+            "which keeps no session data"
+        )
+    current_protection().sessions.save_user_data(viewer.record, data(viewer))

@@ -1,0 +1,80 @@
+"""Core settings: every ``DASH_AUTH_*`` name the core knows, with its default.
+
+Connector settings are declared by each connector (``Connector.options``) and
+read through the same :class:`~dash_enterprise_auth.settings.Settings`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .errors import ConfigurationError
+from .privacy import PrivacyLevel
+from .settings import Option, Secret, Settings, count, name_list, one_of, seconds, text
+
+CONNECTOR = Option("DASH_AUTH_CONNECTOR", text, help="basic | ldap | saml | oidc | plotly")
+PRIVACY = Option("DASH_AUTH_PRIVACY", one_of(*(p.value for p in PrivacyLevel)), "restricted")
+ALLOWED_USERS = Option("DASH_AUTH_ALLOWED_USERS", name_list, ())
+ALLOWED_GROUPS = Option("DASH_AUTH_ALLOWED_GROUPS", name_list, ())
+PUBLIC_PATHS = Option("DASH_AUTH_PUBLIC_PATHS", name_list, ())
+SECRET_KEY = Option("DASH_AUTH_SECRET_KEY", text, secret=True)
+SESSION_STORE = Option("DASH_AUTH_SESSION_STORE", text)
+IDLE_TIMEOUT = Option("DASH_AUTH_SESSION_IDLE_TIMEOUT", seconds, 8 * 3600)
+MAX_AGE = Option("DASH_AUTH_SESSION_MAX_AGE", seconds, 24 * 3600)
+PROXY_HOPS = Option("DASH_AUTH_PROXY_HOPS", count, 0)
+LOGOUT_URL = Option("DASH_LOGOUT_URL", text)
+
+CORE_OPTIONS = (
+    CONNECTOR, PRIVACY, ALLOWED_USERS, ALLOWED_GROUPS, PUBLIC_PATHS, SECRET_KEY,
+    SESSION_STORE, IDLE_TIMEOUT, MAX_AGE, PROXY_HOPS, LOGOUT_URL,
+)
+
+MIN_SECRET_LENGTH = 32
+DEFAULT_STORE_FILE = "dash-auth-sessions.sqlite3"
+
+
+@dataclass(frozen=True)
+class CoreConfig:
+    privacy: PrivacyLevel
+    allowed_users: tuple[str, ...]
+    allowed_groups: tuple[str, ...]
+    public_paths: tuple[str, ...]
+    secret_key: Secret
+    session_store: str | None  # None: SQLite in the Flask app's instance folder
+    idle_timeout: int
+    max_age: int
+    proxy_hops: int
+    logout_url: str | None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "CoreConfig":
+        """Read and cross-check the core settings; fail with one clear line."""
+        secret = settings.get(SECRET_KEY)
+        if secret is None:
+            raise ConfigurationError(
+                "DASH_AUTH_SECRET_KEY is not set: set it (or DASH_AUTH_SECRET_KEY_FILE) to a random "
+                f"value of at least {MIN_SECRET_LENGTH} characters, the same for every worker, e.g. "
+                "the output of: python -c 'import secrets; print(secrets.token_urlsafe(48))'"
+            )
+        if len(secret.reveal()) < MIN_SECRET_LENGTH:
+            raise ConfigurationError(
+                f"DASH_AUTH_SECRET_KEY='**********' is not valid: use a random value of at least "
+                f"{MIN_SECRET_LENGTH} characters"
+            )
+        config = cls(
+            privacy=PrivacyLevel(settings.get(PRIVACY)),
+            allowed_users=settings.get(ALLOWED_USERS),
+            allowed_groups=settings.get(ALLOWED_GROUPS),
+            public_paths=settings.get(PUBLIC_PATHS),
+            secret_key=secret,
+            session_store=settings.get(SESSION_STORE),
+            idle_timeout=settings.get(IDLE_TIMEOUT),
+            max_age=settings.get(MAX_AGE),
+            proxy_hops=settings.get(PROXY_HOPS),
+            logout_url=settings.get(LOGOUT_URL),
+        )
+        if config.privacy is PrivacyLevel.RESTRICTED and not (config.allowed_users or config.allowed_groups):
+            raise ConfigurationError(
+                "DASH_AUTH_PRIVACY=restricted (the default) lets nobody in: set DASH_AUTH_ALLOWED_USERS "
+                "or DASH_AUTH_ALLOWED_GROUPS, or use DASH_AUTH_PRIVACY=authorized for any signed-in user"
+            )
+        return config

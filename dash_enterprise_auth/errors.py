@@ -1,0 +1,62 @@
+"""Exceptions that carry a message fit for a user and details for the log.
+
+Callers branch on the type, never on the text. ``user_message`` may be shown
+on a page; ``log_detail`` goes to the operator's log. Neither holds a secret.
+"""
+from __future__ import annotations
+
+
+class ConfigurationError(Exception):
+    """A setting is missing or malformed; raised at start-up, never per request."""
+
+
+class AuthenticationError(Exception):
+    """Sign-in did not produce an identity."""
+
+    status = 401
+    default_message = "Sign-in failed."
+
+    def __init__(self, user_message: str | None = None, log_detail: str = "") -> None:
+        self.user_message = user_message or self.default_message
+        self.log_detail = log_detail
+        super().__init__(self.user_message)
+
+
+class InvalidCredentials(AuthenticationError):
+    """Wrong username or password; deliberately does not say which."""
+
+    default_message = "The username or password is incorrect."
+
+
+class AccountLocked(AuthenticationError):
+    """The identity provider knows the account but refuses it (disabled, locked)."""
+
+    status = 403
+    default_message = "This account is locked or disabled. Contact your administrator."
+
+
+class TooManyAttempts(AuthenticationError):
+    """Throttled: even the right password is refused until ``retry_after`` seconds pass."""
+
+    status = 429
+    default_message = "Too many failed sign-in attempts. Try again later."
+
+    def __init__(self, retry_after: int, log_detail: str = "") -> None:
+        self.retry_after = retry_after
+        minutes = max(1, round(retry_after / 60))
+        super().__init__(
+            f"Too many failed sign-in attempts. Try again in about {minutes} minute"
+            f"{'s' if minutes != 1 else ''}.",
+            log_detail,
+        )
+
+
+class ServiceUnavailable(AuthenticationError):
+    """The session store or the identity provider does not answer; fail closed."""
+
+    status = 503
+    default_message = "The sign-in service is unavailable right now. Try again in a few minutes."
+
+
+class SessionStoreUnavailable(ServiceUnavailable):
+    """The session store (SQLite file, Redis) failed; nobody is let in meanwhile."""

@@ -1,0 +1,97 @@
+"""The session layer: an identity becomes a signed cookie and a server-side record.
+
+The cookie holds only a random id signed with itsdangerous; the store keys
+records by a SHA-256 of that id, so a leaked store cannot be replayed as
+cookies. A new id is issued at every sign-in (no fixation). Logout deletes
+the record, so a copied cookie stops working everywhere at once.
+"""
+from __future__ import annotations
+
+import hashlib
+import secrets
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from itsdangerous import BadSignature, TimestampSigner
+
+from .connectors.base import Identity
+from .settings import Secret
+from .stores import SessionRecord, SessionStore
+
+COOKIE_NAME = "dash-auth-session"
+SECURE_COOKIE_NAME = "__Host-dash-auth-session"  # the browser refuses it unless Secure, Path=/
+MAX_COOKIE_LENGTH = 256  # a real cookie is ~90 characters; anything longer is refused unread
+PURGE_EVERY = 300  # seconds between cheap sweeps of expired records, per process
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    idle: int  # seconds without a request before the session ends
+    max_age: int  # seconds after sign-in when the session ends regardless
+
+    @property
+    def touch_every(self) -> float:
+        """How stale ``last_seen`` may get before a request writes it: at most 60 s,
+        so the idle timeout is honoured to within a minute without a write per request."""
+        return min(60.0, self.idle / 10)
+
+
+class SessionLayer:
+    def __init__(self, store: SessionStore, secret_key: Secret, timeouts: Timeouts) -> None:
+        self.store = store
+        self.timeouts = timeouts
+        self._signer = TimestampSigner(secret_key.reveal(), salt="dash-enterprise-auth.session")
+        self._next_purge = 0.0
+
+    @staticmethod
+    def record_key(session_id: str) -> str:
+        return hashlib.sha256(session_id.encode()).hexdigest()
+
+    def start(self, identity: Identity) -> tuple[str, SessionRecord]:
+        """A fresh session for ``identity``: the cookie value and the stored record."""
+        session_id = secrets.token_urlsafe(32)
+        now = time.time()
+        record = SessionRecord(
+            key=self.record_key(session_id),
+            username=identity.username,
+            identity=identity.to_dict(),
+            created_at=now,
+            last_seen=now,
+            expires_at=min(now + self.timeouts.idle, now + self.timeouts.max_age),
+        )
+        self.store.put(record)
+        self._purge_now_and_then(now)
+        return self._signer.sign(session_id).decode(), record
+
+    def resume(self, cookie_value: str | None) -> SessionRecord | None:
+        """The live record behind a cookie, or None for a missing, forged, expired or
+        ended session. Refreshes the idle timer at most once a minute."""
+        if not cookie_value or len(cookie_value) > MAX_COOKIE_LENGTH:
+            return None
+        try:
+            session_id = self._signer.unsign(cookie_value, max_age=self.timeouts.max_age).decode()
+        except (BadSignature, UnicodeDecodeError):
+            return None
+        record = self.store.get(self.record_key(session_id))
+        if record is None:
+            return None
+        now = time.time()
+        if now - record.last_seen >= self.timeouts.touch_every:
+            record.last_seen = now
+            record.expires_at = min(now + self.timeouts.idle, record.created_at + self.timeouts.max_age)
+            self.store.put(record)
+            self._purge_now_and_then(now)
+        return record
+
+    def end(self, record: SessionRecord) -> None:
+        self.store.delete(record.key)
+
+    def save_user_data(self, record: SessionRecord, data: dict[str, Any]) -> None:
+        record.user_data = data
+        self.store.put(record)
+
+    def _purge_now_and_then(self, now: float) -> None:
+        if now >= self._next_purge:
+            self._next_purge = now + PURGE_EVERY
+            self.store.purge_expired()

@@ -1,0 +1,92 @@
+"""The server-side session store: a small template every backend fills in.
+
+Records are JSON, never pickle. A backend raises SessionStoreUnavailable when
+it cannot answer, so the guard fails closed with a clear 503 page.
+"""
+from __future__ import annotations
+
+import json
+import time
+from abc import ABC, abstractmethod
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass
+class SessionRecord:
+    """One signed-in session. ``key`` is a hash of the cookie's id, never the id."""
+
+    key: str
+    username: str
+    identity: dict[str, Any]
+    created_at: float
+    last_seen: float
+    expires_at: float
+    user_data: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> "SessionRecord | None":
+        """The record, or None when the stored bytes are not a record (corrupt = no session)."""
+        try:
+            data = json.loads(text)
+            return cls(
+                key=str(data["key"]),
+                username=str(data["username"]),
+                identity=dict(data["identity"]),
+                created_at=float(data["created_at"]),
+                last_seen=float(data["last_seen"]),
+                expires_at=float(data["expires_at"]),
+                user_data=dict(data.get("user_data") or {}),
+            )
+        except (ValueError, TypeError, KeyError):
+            return None
+
+    def expired(self, now: float | None = None) -> bool:
+        return (time.time() if now is None else now) >= self.expires_at
+
+
+class SessionStore(ABC):
+    """Where session records and sign-in failure counters live, shared by all workers."""
+
+    @abstractmethod
+    def get(self, key: str) -> SessionRecord | None:
+        """The live record, or None (missing, expired or unreadable)."""
+
+    @abstractmethod
+    def put(self, record: SessionRecord) -> None:
+        """Create or replace the record; it disappears by itself at ``expires_at``."""
+
+    @abstractmethod
+    def delete(self, key: str) -> None: ...
+
+    @abstractmethod
+    def delete_user(self, username: str) -> int:
+        """End every session of ``username``; returns how many."""
+
+    @abstractmethod
+    def list_sessions(self, username: str | None = None) -> list[SessionRecord]: ...
+
+    @abstractmethod
+    def purge_expired(self) -> int:
+        """Drop expired records and counters; returns how many records went."""
+
+    @abstractmethod
+    def add_failure(self, key: str, window: int) -> int:
+        """Count one failure under ``key`` in a window of ``window`` seconds; the new count."""
+
+    @abstractmethod
+    def failures(self, key: str) -> tuple[int, float]:
+        """The count under ``key`` and when its window ends (0, 0.0 when none)."""
+
+    @abstractmethod
+    def clear_failures(self, key: str) -> None: ...
+
+    @abstractmethod
+    def ping(self) -> None:
+        """Raise SessionStoreUnavailable when the store does not answer."""
+
+    def close(self) -> None:
+        """Release connections (tests and the CLI)."""

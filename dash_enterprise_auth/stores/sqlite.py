@@ -1,0 +1,154 @@
+"""SQLite session store: one file, shared by every worker on a host, survives restarts.
+
+WAL mode lets readers run while one worker writes; each thread of each
+process has its own connection (a connection never crosses a fork).
+"""
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+import threading
+import time
+from pathlib import Path
+
+from ..errors import SessionStoreUnavailable
+from .base import SessionRecord, SessionStore
+
+log = logging.getLogger("dash_enterprise_auth")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS sessions (
+    key TEXT PRIMARY KEY,
+    username TEXT NOT NULL,
+    expires_at REAL NOT NULL,
+    body TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS sessions_username ON sessions (username);
+CREATE INDEX IF NOT EXISTS sessions_expires_at ON sessions (expires_at);
+CREATE TABLE IF NOT EXISTS failures (
+    key TEXT PRIMARY KEY,
+    count INTEGER NOT NULL,
+    window_end REAL NOT NULL
+);
+"""
+
+
+class SQLiteStore(SessionStore):
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._local = threading.local()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            os.close(os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600))
+        except OSError as exc:
+            raise SessionStoreUnavailable(
+                log_detail=f"cannot create session store {self.path}: {exc.strerror}"
+            ) from None
+        with self._run() as db:
+            db.executescript(SCHEMA)
+
+    def _connection(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None or self._local.pid != os.getpid():
+            conn = sqlite3.connect(self.path, timeout=5, isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            self._local.conn, self._local.pid = conn, os.getpid()
+        return conn
+
+    def _run(self) -> "_Guarded":
+        return _Guarded(self)
+
+    def get(self, key: str) -> SessionRecord | None:
+        with self._run() as db:
+            row = db.execute("SELECT body, expires_at FROM sessions WHERE key = ?", (key,)).fetchone()
+        if row is None or row[1] <= time.time():
+            return None
+        record = SessionRecord.from_json(row[0])
+        if record is None or record.key != key:
+            log.warning("dash-enterprise-auth: unreadable session record %s… dropped", key[:8])
+            self.delete(key)
+            return None
+        return record
+
+    def put(self, record: SessionRecord) -> None:
+        with self._run() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO sessions (key, username, expires_at, body) VALUES (?, ?, ?, ?)",
+                (record.key, record.username, record.expires_at, record.to_json()),
+            )
+
+    def delete(self, key: str) -> None:
+        with self._run() as db:
+            db.execute("DELETE FROM sessions WHERE key = ?", (key,))
+
+    def delete_user(self, username: str) -> int:
+        with self._run() as db:
+            return db.execute("DELETE FROM sessions WHERE username = ?", (username,)).rowcount
+
+    def list_sessions(self, username: str | None = None) -> list[SessionRecord]:
+        query = "SELECT body FROM sessions WHERE expires_at > ?"
+        args: tuple = (time.time(),)
+        if username is not None:
+            query, args = query + " AND username = ?", args + (username,)
+        with self._run() as db:
+            rows = db.execute(query + " ORDER BY username", args).fetchall()
+        return [r for r in (SessionRecord.from_json(row[0]) for row in rows) if r is not None]
+
+    def purge_expired(self) -> int:
+        now = time.time()
+        with self._run() as db:
+            db.execute("DELETE FROM failures WHERE window_end <= ?", (now,))
+            return db.execute("DELETE FROM sessions WHERE expires_at <= ?", (now,)).rowcount
+
+    def add_failure(self, key: str, window: int) -> int:
+        now = time.time()
+        with self._run() as db:
+            row = db.execute(
+                """INSERT INTO failures (key, count, window_end) VALUES (?, 1, ?)
+                   ON CONFLICT (key) DO UPDATE SET
+                     count = CASE WHEN window_end <= ? THEN 1 ELSE count + 1 END,
+                     window_end = CASE WHEN window_end <= ? THEN excluded.window_end ELSE window_end END
+                   RETURNING count""",
+                (key, now + window, now, now),
+            ).fetchone()
+        return int(row[0])
+
+    def failures(self, key: str) -> tuple[int, float]:
+        with self._run() as db:
+            row = db.execute("SELECT count, window_end FROM failures WHERE key = ?", (key,)).fetchone()
+        if row is None or row[1] <= time.time():
+            return 0, 0.0
+        return int(row[0]), float(row[1])
+
+    def clear_failures(self, key: str) -> None:
+        with self._run() as db:
+            db.execute("DELETE FROM failures WHERE key = ?", (key,))
+
+    def ping(self) -> None:
+        with self._run() as db:
+            db.execute("SELECT 1 FROM sessions LIMIT 1").fetchall()
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+
+class _Guarded:
+    """Turns any SQLite failure (locked, disk full, read-only) into SessionStoreUnavailable."""
+
+    def __init__(self, store: SQLiteStore) -> None:
+        self.store = store
+
+    def __enter__(self) -> sqlite3.Connection:
+        try:
+            return self.store._connection()
+        except sqlite3.Error as exc:
+            raise SessionStoreUnavailable(log_detail=f"session store {self.store.path}: {exc}") from None
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None and issubclass(exc_type, sqlite3.Error):
+            raise SessionStoreUnavailable(log_detail=f"session store {self.store.path}: {exc}") from None

@@ -1,0 +1,131 @@
+"""The package's routes under ``<routes prefix>/_dash-auth/``: sign in, sign out, health."""
+from __future__ import annotations
+
+import logging
+
+import flask
+from flask import Blueprint, Response, request
+
+from .audit import audit
+from .errors import AuthenticationError, ServiceUnavailable
+from .origin import is_cross_site, is_same_origin_navigation
+from .pages import api_error, page, problem
+from .protection import Protection
+from .urls import Prefixes, safe_next
+
+log = logging.getLogger("dash_enterprise_auth")
+
+
+def build_blueprint(protection: Protection, prefixes: Prefixes) -> Blueprint:
+    blueprint = Blueprint(
+        "dash_enterprise_auth", __name__, url_prefix=prefixes.package_route("").rstrip("/"),
+        template_folder="templates", static_folder="static",
+    )
+
+    def app_root() -> str:
+        return prefixes.app_root(request)
+
+    def next_target() -> str:
+        return safe_next(request.values.get("next"), app_root())
+
+    def login_form(status: int = 200, error: str | None = None, username: str = "") -> Response:
+        return page(
+            "login.html", status, app_title=protection.title(), error=error, username=username,
+            next=next_target(), action=prefixes.package_url(request, "login"),
+        )
+
+    def unavailable(exc: ServiceUnavailable) -> Response:
+        log.error("dash-enterprise-auth: %s", exc.log_detail)
+        return problem(request, 503, exc.user_message, "Sign-in unavailable", protection.title())
+
+    @blueprint.route("/login", methods=["GET", "POST"])
+    def login() -> Response:
+        if not protection.accepts_passwords:
+            return problem(request, 404, "This app signs in through its identity provider.",
+                           "Not found", protection.title())
+        if request.method == "GET":
+            viewer = flask.g.get("_dash_auth_viewer")
+            if getattr(viewer, "record", None) is not None and protection.policy.allows(viewer.identity):
+                return flask.redirect(next_target(), 302)
+            return login_form()
+        if is_cross_site(request):
+            audit("sign_in_failed", user=None, client=request.remote_addr, outcome="refused",
+                  reason="cross-site sign-in form")
+            return problem(request, 403, "This sign-in came from another site and was refused. "
+                           "Open the app and sign in from its own page.", "Sign-in refused",
+                           protection.title())
+        username = request.form.get("username", "")
+        password = request.form.get("password", "")
+        client = request.remote_addr or ""
+        try:
+            identity = protection.sign_in(username, password, client, via="form")
+            old = protection.viewer_from_cookie(request)
+            if old is not None:
+                protection.sessions.end(old.record)
+            token = protection.start_session(identity)
+        except ServiceUnavailable as exc:
+            return unavailable(exc)
+        except AuthenticationError as exc:
+            response = login_form(exc.status, exc.user_message, username.strip()[:256])
+            if exc.status == 429:
+                response.headers["Retry-After"] = str(getattr(exc, "retry_after", 60))
+            return response
+        audit("sign_in", user=identity.username, client=client, outcome="success", via="form",
+              connector=protection.connector.name)
+        response = flask.redirect(next_target(), 302)
+        protection.set_cookie(response, request, token)
+        return response
+
+    @blueprint.route("/logout", methods=["GET", "POST"])
+    def logout() -> Response:
+        try:
+            viewer = protection.viewer_from_cookie(request)
+        except ServiceUnavailable as exc:
+            return unavailable(exc)
+        signed_out = flask.redirect(prefixes.package_url(request, "signed-out"), 302)
+        if viewer is None:
+            protection.clear_cookie(signed_out, request)
+            return signed_out
+        if request.method == "GET":
+            confirmed = is_same_origin_navigation(request)
+        else:
+            confirmed = protection.form_token.valid(request.form.get("token"), viewer.record.key) or (
+                not is_cross_site(request) and "Sec-Fetch-Site" in request.headers
+            )
+        if not confirmed:
+            return page(
+                "logout_confirm.html", 200 if request.method == "GET" else 403,
+                app_title=protection.title(), viewer=viewer.identity,
+                action=prefixes.package_url(request, "logout"),
+                token=protection.form_token.issue(viewer.record.key), cancel=app_root(),
+            )
+        try:
+            protection.sessions.end(viewer.record)
+        except ServiceUnavailable as exc:
+            return unavailable(exc)
+        audit("sign_out", user=viewer.identity.username, client=request.remote_addr, outcome="success")
+        target = protection.connector.logout_url(viewer.identity, prefixes.package_url(request, "signed-out"))
+        response = flask.redirect(target, 302) if target else signed_out
+        protection.clear_cookie(response, request)
+        return response
+
+    @blueprint.route("/signed-out")
+    def signed_out() -> Response:
+        return page(
+            "signed_out.html", app_title=protection.title(),
+            sign_in_url=prefixes.sign_in_url(request, app_root()),
+        )
+
+    @blueprint.route("/health")
+    def health() -> Response:
+        try:
+            protection.store.ping()
+            protection.connector.ping()
+        except ServiceUnavailable as exc:
+            log.error("dash-enterprise-auth: health check failed: %s", exc.log_detail)
+            return api_error(503, "unavailable")
+        response = flask.jsonify({"status": "ok"})
+        response.headers["Cache-Control"] = "no-store"
+        return response
+
+    return blueprint

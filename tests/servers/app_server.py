@@ -1,0 +1,78 @@
+"""Runs a WSGI app under gunicorn on a free loopback port, as a deployment would.
+
+Tests talk to it over real HTTP, so cookies, redirects, headers and worker
+processes behave as they do in production.
+"""
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import requests
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class RunningApp:
+    url: str
+    process: subprocess.Popen
+    log_path: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def start_app(
+    target: str,
+    env: dict[str, str],
+    log_path: Path,
+    *,
+    workers: int = 2,
+    cwd: Path = ROOT,
+    ready_path: str = "/_dash-auth/health",
+) -> RunningApp:
+    """Start ``gunicorn target`` (``module:variable``) with ``env`` on top of os.environ.
+
+    Returns once ``ready_path`` answers, or raises with the server's log.
+    """
+    port = free_port()
+    full_env = {**os.environ, **env, "PYTHONUNBUFFERED": "1"}
+    log = open(log_path, "wb")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}",
+         "--workers", str(workers), "--timeout", "60", target],
+        cwd=cwd, env=full_env, stdout=log, stderr=subprocess.STDOUT,
+    )
+    app = RunningApp(f"http://127.0.0.1:{port}", process, Path(log_path))
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"app exited with {process.returncode}:\n{app.log()}")
+        try:
+            requests.get(app.url + ready_path, timeout=2)
+            return app
+        except requests.ConnectionError:
+            time.sleep(0.1)
+    app.stop()
+    raise RuntimeError(f"app did not answer within 30 s:\n{app.log()}")
