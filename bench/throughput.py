@@ -38,13 +38,24 @@ import requests
 ROOT = Path(__file__).resolve().parents[1]
 LUA_SCRIPT = Path(__file__).resolve().with_name("wrk_request.lua")
 
-# One Dash callback round trip: the dropdown "city" feeds the greeting.
-UPDATE_BODY = {
-    "output": "greeting.children",
-    "outputs": {"id": "greeting", "property": "children"},
-    "inputs": [{"id": "city", "property": "value", "value": "NYC"}],
-    "changedPropIds": ["city.value"],
-    "state": [],
+# Callback round trips of examples/app.py, both fed by the dropdown "city",
+# with a piece of the answer that proves the callback ran. "graph" is the
+# default because it does the same work in every variant; "greeting" calls
+# dash_enterprise_auth.get_username(), which by design raises (HTTP 500) in an
+# app the package does not protect, so (a) and (d) cannot serve it.
+CALLBACKS: dict[str, tuple[dict, str]] = {
+    name: (
+        {
+            "output": f"{name}.{prop}",
+            "outputs": {"id": name, "property": prop},
+            "inputs": [{"id": "city", "property": "value", "value": "NYC"}],
+            "changedPropIds": ["city.value"],
+            "state": [],
+        },
+        expected,
+    )
+    for name, prop, expected in (("graph", "figure", "Sales in NYC"),
+                                 ("greeting", "children", "Hello"))
 }
 
 # endpoint key -> (method, path)
@@ -183,26 +194,28 @@ def request_headers(server: Server, endpoint: str) -> dict[str, str]:
     return {**headers, **server.auth_headers}
 
 
-def probe(server: Server, endpoint: str, with_auth: bool = True) -> requests.Response:
+def probe(server: Server, endpoint: str, body: dict, with_auth: bool = True) -> requests.Response:
     method, path = ENDPOINTS[endpoint]
     headers = request_headers(server, endpoint)
     if not with_auth:
         headers = {k: v for k, v in headers.items() if k not in server.auth_headers}
     return requests.request(method, server.url + path, headers=headers,
-                            json=UPDATE_BODY if method == "POST" else None,
+                            json=body if method == "POST" else None,
                             timeout=10, allow_redirects=False)
 
 
-def check(server: Server, endpoints: list[str]) -> None:
+def check(server: Server, endpoints: list[str], callback: str) -> None:
     """Refuse to time a variant that does not answer correctly, or whose guard is not on."""
+    body, expected = CALLBACKS[callback]
     for endpoint in endpoints:
-        r = probe(server, endpoint)
+        r = probe(server, endpoint, body)
         if r.status_code != 200:
-            raise BenchError(f"{endpoint} returned {r.status_code}: {r.text[:300]}")
-        if endpoint == "update" and "Hello" not in r.text:
-            raise BenchError(f"update answered without 'Hello': {r.text[:300]}")
+            raise BenchError(f"{endpoint} returned {r.status_code}: {r.text[:300]}\n"
+                             f"server log:\n{server.log_tail()}")
+        if endpoint == "update" and expected not in r.text:
+            raise BenchError(f"update answered without {expected!r}: {r.text[:300]}")
         if server.auth_headers:
-            bare = probe(server, endpoint, with_auth=False)
+            bare = probe(server, endpoint, body, with_auth=False)
             if bare.status_code == 200:
                 raise BenchError(
                     f"{endpoint} answers 200 without credentials: the guard is not active"
@@ -313,6 +326,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--variants", default="a,b,d", help="comma list from a,b,d (default a,b,d)")
     p.add_argument("--endpoints", default="update,layout",
                    help="comma list from update,layout (default update,layout)")
+    p.add_argument("--callback", choices=sorted(CALLBACKS), default="graph",
+                   help="callback POSTed to /_dash-update-component (default graph)")
     p.add_argument("--max-seconds", type=float, default=600,
                    help="stop starting new runs after this long and print what we have")
     args = p.parse_args()
@@ -342,12 +357,12 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="dash-auth-bench-") as tmp_name:
         tmp = Path(tmp_name)
         body_file = tmp / "update.json"
-        body_file.write_text(json.dumps(UPDATE_BODY))
+        body_file.write_text(json.dumps(CALLBACKS[args.callback][0]))
         try:
             for key in args.variants:
                 try:
                     servers[key] = start_variant(key, args.workers, tmp)
-                    check(servers[key], args.endpoints)
+                    check(servers[key], args.endpoints, args.callback)
                     for endpoint in args.endpoints:
                         run_wrk(servers[key], endpoint, args.warmup, args.threads,
                                 args.connections, body_file)
@@ -374,14 +389,14 @@ def main() -> int:
                               file=sys.stderr)
             # A session that expired mid-run would show up as non-200s; check it still works.
             for key, server in servers.items():
-                check(server, args.endpoints)
+                check(server, args.endpoints, args.callback)
         finally:
             for server in servers.values():
                 server.stop()
 
     print(f"\nexamples.app under gunicorn ({args.workers} sync workers), wrk -t{args.threads}"
           f" -c{args.connections}, {args.duration:g} s x {args.rounds} interleaved rounds,"
-          f" {os.cpu_count()} CPUs")
+          f" {os.cpu_count()} CPUs; callback {args.callback!r}")
     print(f"repo {package_rev()}; {versions()}")
     print_table(results, [k for k in args.variants if k not in skipped], args.endpoints)
     for key, why in skipped.items():

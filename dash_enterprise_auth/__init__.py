@@ -9,6 +9,7 @@ from .api import (
     set_user_data,
     set_username,
 )
+from .compat import BasicAuth, check_groups, list_groups, protected, protected_callback
 from .components import create_logout_button
 from .errors import (
     AccountLocked,
@@ -23,8 +24,9 @@ from .protection import Protection, is_authorized_hook, protect
 __version__ = "0.1.0"
 
 __all__ = [
-    "AccountLocked", "AuthenticationError", "ConfigurationError", "InvalidCredentials",
+    "AccountLocked", "AuthenticationError", "BasicAuth", "ConfigurationError", "InvalidCredentials",
     "KerberosTicketUnavailable", "Protection", "ServiceUnavailable", "TooManyAttempts",
-    "create_logout_button", "get_kerberos_ticket_cache", "get_user_data", "get_username",
-    "is_authorized_hook", "protect", "set_user_data", "set_username",
+    "check_groups", "create_logout_button", "get_kerberos_ticket_cache", "get_user_data",
+    "get_username", "is_authorized_hook", "list_groups", "protect", "protected", "protected_callback",
+    "set_user_data", "set_username",
 ]

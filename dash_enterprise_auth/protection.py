@@ -193,23 +193,7 @@ def protect(app: Any, **overrides: Any) -> Protection:
             )
         return existing
 
-    connector_given = overrides.get("connector")
-    connector_options = [opt for name in available() for opt in _options_of(name)]
-    settings_overrides = {k: v for k, v in overrides.items() if not (k == "connector" and isinstance(v, Connector))}
-    known = [*CORE_OPTIONS, *connector_options]
-    Settings.warn_unknown(known)
-    settings = Settings.load(known, settings_overrides)
-    config = CoreConfig.from_settings(settings)
-    if isinstance(connector_given, Connector):
-        connector = connector_given
-    else:
-        name = settings.get(CONNECTOR)
-        if not name:
-            raise ConfigurationError(
-                "DASH_AUTH_CONNECTOR is not set: use one of " + ", ".join(sorted(available()))
-            )
-        connector = connector_class(name).from_settings(settings)
-
+    config, connector = load_configuration(overrides)
     store = open_store(config.session_store or _default_store_url(server))
     prefixes = _prefixes(app)
     protection = Protection(server, config, connector, store, prefixes, _title_getter(app, server), overrides)
@@ -232,6 +216,25 @@ def protect(app: Any, **overrides: Any) -> Protection:
         server.name, connector.name, config.privacy.value, _describe_store(config.session_store, server),
     )
     return protection
+
+
+def load_configuration(overrides: Mapping[str, Any] | None = None) -> tuple[CoreConfig, Connector]:
+    """Read and check every setting and build the connector: what protect() and the
+    ``check`` command share. Raises ConfigurationError naming the first bad setting."""
+    overrides = dict(overrides or {})
+    given = overrides.get("connector")
+    if isinstance(given, Connector):
+        del overrides["connector"]
+    known = [*CORE_OPTIONS, *(option for name in available() for option in _options_of(name))]
+    Settings.warn_unknown(known)
+    settings = Settings.load(known, overrides)
+    config = CoreConfig.from_settings(settings)
+    if isinstance(given, Connector):
+        return config, given
+    name = settings.get(CONNECTOR)
+    if not name:
+        raise ConfigurationError("DASH_AUTH_CONNECTOR is not set: use one of " + ", ".join(sorted(available())))
+    return config, connector_class(name).from_settings(settings)
 
 
 def _options_of(name: str) -> tuple:
