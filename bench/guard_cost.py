@@ -83,7 +83,7 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("-n", type=int, default=3000, help="timed requests per run (default 3000)")
     p.add_argument("--warmup", type=int, default=300, help="untimed requests first (default 300)")
-    p.add_argument("--rounds", type=int, default=3, help="alternating runs per mode (default 3)")
+    p.add_argument("--rounds", type=int, default=5, help="alternating runs per mode (default 5)")
     p.add_argument("--timeout", type=float, default=120, help="seconds allowed per run")
     p.add_argument("--child", choices=["noauth", "auth"], help=argparse.SUPPRESS)
     args = p.parse_args()

@@ -1,0 +1,94 @@
+"""Shared fixtures: a users file, a protected Dash app built in-process, the example app under gunicorn."""
+from __future__ import annotations
+
+import json
+import secrets
+from pathlib import Path
+from typing import Any, Callable
+
+import dash
+import pytest
+from dash import Input, Output, html
+
+import dash_enterprise_auth as auth
+from dash_enterprise_auth.passwords import hash_password
+
+from .servers.app_server import ROOT, RunningApp, start_app
+
+PASSWORDS = {"alice": "wonderland", "bob": "builder", "carol": "c4r0l-secret"}
+GROUPS = {"alice": ["analysts"], "bob": ["contractors"], "carol": ["admins", "analysts"]}
+
+UPDATE_GREETING = {
+    "output": "greeting.children",
+    "outputs": {"id": "greeting", "property": "children"},
+    "inputs": [{"id": "city", "property": "value", "value": "NYC"}],
+    "changedPropIds": ["city.value"],
+    "state": [],
+}
+
+
+@pytest.fixture(scope="session")
+def users_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("users") / "users.json"
+    users = {
+        name: {"password_hash": hash_password(pw), "groups": GROUPS[name], "email": f"{name}@example.com"}
+        for name, pw in PASSWORDS.items()
+    }
+    path.write_text(json.dumps({"users": users}))
+    return path
+
+
+@pytest.fixture
+def secret_key() -> str:
+    return secrets.token_urlsafe(48)
+
+
+@pytest.fixture
+def make_app(tmp_path: Path, users_file: Path, secret_key: str) -> Callable[..., dash.Dash]:
+    """Build a small Dash app protected with the given settings (basic connector by default)."""
+
+    def build(dash_kwargs: dict[str, Any] | None = None, **settings: Any) -> dash.Dash:
+        app = dash.Dash(__name__, title="Test app", **(dash_kwargs or {}))
+        app.layout = html.Div([html.Div(id="greeting"), html.Div("NYC", id="city"),
+                               auth.create_logout_button()])
+
+        @app.callback(Output("greeting", "children"), Input("city", "children"))
+        def greet(_: Any) -> str:
+            return f"Hello {auth.get_username()}"
+
+        defaults = {
+            "connector": "basic", "users_file": str(users_file), "allowed_groups": ["analysts"],
+            "secret_key": secret_key, "session_store": f"sqlite:///{tmp_path}/sessions.sqlite3",
+        }
+        auth.protect(app, **{**defaults, **settings})
+        return app
+
+    return build
+
+
+def sign_in(client: Any, username: str, password: str | None = None, next_url: str = "/", **headers: str):
+    return client.post(
+        "/_dash-auth/login",
+        data={"username": username, "password": PASSWORDS.get(username, "") if password is None else password,
+              "next": next_url},
+        headers=headers,
+    )
+
+
+@pytest.fixture(scope="module")
+def example_server(tmp_path_factory: pytest.TempPathFactory) -> RunningApp:
+    """examples/app.py under gunicorn with two workers, configured as the README says."""
+    state = tmp_path_factory.mktemp("example")
+    app = start_app(
+        "examples.app:server",
+        {
+            "DASH_AUTH_CONNECTOR": "basic",
+            "DASH_AUTH_USERS_FILE": str(ROOT / "examples" / "demo-users.json"),
+            "DASH_AUTH_ALLOWED_GROUPS": "analysts",
+            "DASH_AUTH_SECRET_KEY": secrets.token_urlsafe(48),
+            "DASH_AUTH_SESSION_STORE": f"sqlite:///{state}/sessions.sqlite3",
+        },
+        state / "server.log",
+    )
+    yield app
+    app.stop()

@@ -1,0 +1,105 @@
+"""The session store contract. Each backend runs this same class (SQLite today)."""
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+
+import pytest
+
+from dash_enterprise_auth.errors import ConfigurationError, SessionStoreUnavailable
+from dash_enterprise_auth.stores import SessionRecord, SQLiteStore, open_store
+
+
+def record(key: str = "k1", username: str = "alice", ttl: float = 60, **data) -> SessionRecord:
+    now = time.time()
+    return SessionRecord(key, username, {"username": username}, now, now, now + ttl, data)
+
+
+@pytest.fixture(params=["sqlite"])
+def store(request, tmp_path):
+    s = open_store(f"sqlite:///{tmp_path}/store.sqlite3")
+    yield s
+    s.close()
+
+
+class TestStoreContract:
+    def test_put_then_get_returns_the_same_record(self, store):
+        store.put(record(note="hi"))
+        got = store.get("k1")
+        assert got.username == "alice" and got.user_data == {"note": "hi"}
+
+    def test_missing_key_is_no_session(self, store):
+        assert store.get("nope") is None
+
+    def test_expired_record_is_no_session_and_is_purged(self, store):
+        store.put(record("old", ttl=-1))
+        store.put(record("live"))
+        assert store.get("old") is None
+        assert store.purge_expired() == 1
+        assert [r.key for r in store.list_sessions()] == ["live"]
+
+    def test_delete_user_ends_all_of_their_sessions_only(self, store):
+        store.put(record("a1"))
+        store.put(record("a2"))
+        store.put(record("b1", "bob"))
+        assert store.delete_user("alice") == 2
+        assert store.get("a1") is None and store.get("b1") is not None
+
+    def test_failures_count_within_a_window_and_reset_after(self, store):
+        assert [store.add_failure("account:x", 60) for _ in range(3)] == [1, 2, 3]
+        assert store.failures("account:x")[0] == 3
+        assert store.add_failure("account:y", -1) == 1  # a window already over
+        assert store.failures("account:y") == (0, 0.0)
+        store.clear_failures("account:x")
+        assert store.failures("account:x") == (0, 0.0)
+
+
+def test_corrupt_record_is_no_session_and_logged_once(tmp_path, caplog):
+    store = SQLiteStore(tmp_path / "s.sqlite3")
+    store.put(record("bad"))
+    with sqlite3.connect(tmp_path / "s.sqlite3") as db:
+        db.execute("UPDATE sessions SET body = ? WHERE key = 'bad'", (b"\x00\xffgarbage",))
+    assert store.get("bad") is None
+    assert store.get("bad") is None
+    assert caplog.text.count("unreadable session record") == 1
+
+
+class ReadOnlySQLiteStore(SQLiteStore):
+    """The same file opened read-only, as on a read-only disk (root ignores file modes)."""
+
+    def _connection(self):
+        return sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, isolation_level=None)
+
+
+def test_read_only_store_fails_closed_with_store_unavailable(tmp_path):
+    path = tmp_path / "ro.sqlite3"
+    SQLiteStore(path).put(record())
+    store = ReadOnlySQLiteStore.__new__(ReadOnlySQLiteStore)
+    store.path = path
+    with pytest.raises(SessionStoreUnavailable):
+        store.put(record("k2"))
+    assert store.get("k1") is not None  # reading still works
+
+
+def test_uncreatable_store_path_is_store_unavailable(tmp_path):
+    (tmp_path / "file").write_text("")
+    with pytest.raises(SessionStoreUnavailable):
+        SQLiteStore(tmp_path / "file" / "sessions.sqlite3")
+
+
+def test_store_file_is_private_to_its_owner(tmp_path):
+    SQLiteStore(tmp_path / "p.sqlite3")
+    assert oct(os.stat(tmp_path / "p.sqlite3").st_mode & 0o777) == "0o600"
+
+
+@pytest.mark.parametrize("url", ["redis://localhost:6379/0", "sqlite://", "postgres://x", "sessions.db"])
+def test_unsupported_store_urls_are_a_configuration_error(url):
+    with pytest.raises(ConfigurationError, match="DASH_AUTH_SESSION_STORE=.*is not valid"):
+        open_store(url)
+
+
+def test_relative_and_absolute_sqlite_urls(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert open_store("sqlite:///rel/s.sqlite3").path == (tmp_path / "rel/s.sqlite3").relative_to(tmp_path)
+    assert open_store(f"sqlite:///{tmp_path}/abs.sqlite3").path == tmp_path / "abs.sqlite3"
