@@ -72,7 +72,7 @@ def start_app(
         try:
             requests.get(app.url + ready_path, timeout=2)
             return app
-        except requests.ConnectionError:
+        except (requests.ConnectionError, requests.Timeout):
             time.sleep(0.1)
     app.stop()
     raise RuntimeError(f"app did not answer within 30 s:\n{app.log()}")
