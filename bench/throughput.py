@@ -64,6 +64,10 @@ ENDPOINTS: dict[str, tuple[str, str]] = {
     "layout": ("GET", "/_dash-layout"),
 }
 
+# Rounds of one variant differing by more than this share of their median mean
+# something else used the CPUs; the table then says so.
+NOISY_SPREAD = 0.25
+
 VARIANT_LABELS: dict[str, str] = {
     "a": "(a) no auth",
     "b": "(b) dash-enterprise-auth, sqlite",
@@ -288,36 +292,55 @@ def start_variant(key: str, workers: int, tmp: Path) -> Server:
     raise ValueError(key)
 
 
+def paired_ratio(runs: list[WrkResult], base: list[WrkResult]) -> float:
+    """Median of per-round ratios: runs of one round sit seconds apart, so slow
+    drift of the machine cancels out better than in a ratio of medians."""
+    return statistics.median(r.rps / b.rps for r, b in zip(runs, base))
+
+
+def spread(runs: list[WrkResult]) -> float:
+    """(max - min) / median of a variant's rounds: how much the machine moved."""
+    values = [r.rps for r in runs]
+    return (max(values) - min(values)) / statistics.median(values)
+
+
 def print_table(results: dict[tuple[str, str], list[WrkResult]], variants: list[str],
-                endpoints: list[str]) -> None:
+                endpoints: list[str]) -> list[str]:
+    """Print the table; return warnings about runs that should not be trusted."""
+    warnings: list[str] = []
     print()
     print(f"{'variant':<36}{'median req/s':>13}{'vs (a)':>8}{'p50 ms':>8}{'p99 ms':>8}"
           f"  {'req/s per round'}")
     for endpoint in endpoints:
         method, path = ENDPOINTS[endpoint]
         print(f"{method} {path}")
-        base = results.get(("a", endpoint))
-        base_rps = statistics.median(r.rps for r in base) if base else None
+        base = results.get(("a", endpoint), [])
         for key in variants:
             runs = results.get((key, endpoint), [])
             if not runs:
                 print(f"  {VARIANT_LABELS[key]:<34}{'not measured':>13}")
                 continue
             rps = statistics.median(r.rps for r in runs)
-            ratio = f"{rps / base_rps:.2f}" if base_rps else "-"
+            ratio = f"{paired_ratio(runs, base):.2f}" if base else "-"
             p50 = statistics.median(r.p50_ms for r in runs)
             p99 = statistics.median(r.p99_ms for r in runs)
             rounds = ", ".join(f"{r.rps:.0f}" for r in runs)
-            bad = sum(r.non200 + r.socket_errors for r in runs)
-            flag = f"  !! {bad} non-200/socket errors" if bad else ""
             print(f"  {VARIANT_LABELS[key]:<34}{rps:>13.1f}{ratio:>8}{p50:>8.2f}{p99:>8.2f}"
-                  f"  {rounds}{flag}")
+                  f"  {rounds}")
+            bad = sum(r.non200 + r.socket_errors for r in runs)
+            if bad:
+                warnings.append(f"{key} {endpoint}: {bad} non-200 responses or socket errors;"
+                                " that row is not a valid measurement")
+            if len(runs) > 1 and spread(runs) > NOISY_SPREAD:
+                warnings.append(f"{key} {endpoint}: rounds differ by {spread(runs):.0%} of the"
+                                " median; the machine was busy, trust only large differences")
+    return warnings
 
 
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--duration", type=float, default=6, help="seconds per wrk run (default 6)")
-    p.add_argument("--rounds", type=int, default=3, help="interleaved rounds (default 3)")
+    p.add_argument("--duration", type=float, default=4, help="seconds per wrk run (default 4)")
+    p.add_argument("--rounds", type=int, default=5, help="interleaved rounds (default 5)")
     p.add_argument("--warmup", type=float, default=2,
                    help="seconds of untimed load per variant and endpoint (default 2)")
     p.add_argument("--workers", type=int, default=2, help="gunicorn sync workers (default 2)")
@@ -351,6 +374,7 @@ def main() -> int:
         return 2
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     started = time.monotonic()
+    load_before = os.getloadavg()[0]  # other work on the machine skews every figure
     servers: dict[str, Server] = {}
     skipped: dict[str, str] = {}
     results: dict[tuple[str, str], list[WrkResult]] = {}
@@ -380,8 +404,12 @@ def main() -> int:
                     print(f"--max-seconds reached; stopping after {round_no - 1} rounds",
                           file=sys.stderr)
                     break
+                # Rotate the order each round so no variant always runs first or last.
+                keys = list(servers)
+                shift = (round_no - 1) % len(keys)
                 for endpoint in args.endpoints:
-                    for key, server in servers.items():
+                    for key in keys[shift:] + keys[:shift]:
+                        server = servers[key]
                         r = run_wrk(server, endpoint, args.duration, args.threads,
                                     args.connections, body_file)
                         results.setdefault((key, endpoint), []).append(r)
@@ -396,9 +424,12 @@ def main() -> int:
 
     print(f"\nexamples.app under gunicorn ({args.workers} sync workers), wrk -t{args.threads}"
           f" -c{args.connections}, {args.duration:g} s x {args.rounds} interleaved rounds,"
-          f" {os.cpu_count()} CPUs; callback {args.callback!r}")
+          f" {os.cpu_count()} CPUs (1-min load average {load_before:.2f} at start);"
+          f" callback {args.callback!r}")
     print(f"repo {package_rev()}; {versions()}")
-    print_table(results, [k for k in args.variants if k not in skipped], args.endpoints)
+    warnings = print_table(results, [k for k in args.variants if k not in skipped], args.endpoints)
+    for warning in warnings:
+        print(f"!! {warning}")
     for key, why in skipped.items():
         print(f"\n{VARIANT_LABELS[key]} not measured: {why.splitlines()[0]}")
     print(f"\ntotal {time.monotonic() - started:.0f} s")
@@ -406,4 +437,8 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except BenchError as exc:
+        print(f"benchmark aborted: {exc}", file=sys.stderr)
+        sys.exit(2)

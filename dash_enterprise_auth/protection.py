@@ -193,6 +193,7 @@ def protect(app: Any, **overrides: Any) -> Protection:
             )
         return existing
 
+    _ensure_log_output()
     config, connector = load_configuration(overrides)
     store = open_store(config.session_store or _default_store_url(server))
     prefixes = _prefixes(app)
@@ -235,6 +236,16 @@ def load_configuration(overrides: Mapping[str, Any] | None = None) -> tuple[Core
     if not name:
         raise ConfigurationError("DASH_AUTH_CONNECTOR is not set: use one of " + ", ".join(sorted(available())))
     return config, connector_class(name).from_settings(settings)
+
+
+def _ensure_log_output() -> None:
+    """The audit trail must reach the operator even when the app configures no logging:
+    then (no handler on our logger or the root) log INFO and up to stderr."""
+    if not log.handlers and not logging.getLogger().handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
 
 
 def _options_of(name: str) -> tuple:
