@@ -89,7 +89,10 @@ class BasicConnector(PasswordConnector):
     def _users(self) -> dict[str, dict[str, Any]]:
         """The users file's content, re-read only when its mtime or size changes."""
         assert self.users_file is not None
-        stat = os.stat(self.users_file)
+        try:
+            stat = os.stat(self.users_file)
+        except OSError:
+            return read_users_file(self.users_file)  # raises the error that explains the problem
         with self._lock:
             if self._cache is None or self._cache[:2] != (stat.st_mtime, stat.st_size):
                 self._cache = (stat.st_mtime, stat.st_size, read_users_file(self.users_file))
