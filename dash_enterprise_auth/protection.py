@@ -144,7 +144,8 @@ class Protection:
     def sign_in(self, username: str, password: str, client: str, via: str) -> Identity:
         """Throttle, verify, run the authorized hooks; audit every outcome."""
         connector = self.connector
-        assert isinstance(connector, PasswordConnector)
+        if not isinstance(connector, PasswordConnector):
+            raise InvalidCredentials("This app does not accept passwords.", log_detail="password to " + connector.name)
         username = username.strip()
         if len(username) > MAX_USERNAME or len(password) > MAX_PASSWORD:
             raise InvalidCredentials(log_detail="oversized username or password")

@@ -94,10 +94,11 @@ def current_protection() -> "Protection":
 
 def _callback_cookies() -> dict[str, Any] | None:
     """The cookies of the request that triggered a (background) Dash callback."""
-    try:
-        from dash import callback_context
+    from dash import callback_context
+    from dash.exceptions import MissingCallbackContextException
 
+    try:
         cookies = callback_context.cookies
-    except Exception:  # no callback running, or a Dash without context cookies
+    except (MissingCallbackContextException, AttributeError):  # no callback running; or an old Dash
         return None
     return dict(cookies) if cookies is not None else None
