@@ -135,6 +135,13 @@ class BasicConnector(PasswordConnector):
         groups = source(username) if callable(source) else source.get(username, ())
         return tuple(str(g) for g in groups or ())
 
+    def ping(self) -> None:
+        if self.users_file is not None:
+            try:
+                self._users()
+            except (OSError, ConfigurationError) as exc:
+                raise ServiceUnavailable(log_detail=f"users file unreadable: {exc}") from None
+
     def check(self) -> list[Finding]:
         if self.users_file is None:
             return [Finding(True, "users: given in code")]

@@ -128,3 +128,15 @@ def test_app_templates_replace_the_package_pages(make_app, tmp_path):
     app.server.jinja_env.cache = {} if app.server.jinja_env.cache is not None else None
     page = app.server.test_client().get("/_dash-auth/login")
     assert page.data == b"<p>Corporate sign-in for Test app</p>"
+
+
+def test_health_reports_an_unreadable_users_file_without_details(make_app, tmp_path, users_file):
+    import shutil
+
+    own_file = tmp_path / "users.json"
+    shutil.copy(users_file, own_file)
+    client = make_app(users_file=str(own_file)).server.test_client()
+    assert client.get("/_dash-auth/health").status_code == 200
+    own_file.write_text("{not json")
+    response = client.get("/_dash-auth/health")
+    assert response.status_code == 503 and response.get_json() == {"error": "unavailable"}
