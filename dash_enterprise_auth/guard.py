@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 
 import flask
-from flask import Response, request
+from flask import Request, Response, request
 
 from .audit import audit
 from .errors import AuthenticationError, ServiceUnavailable
@@ -28,9 +28,10 @@ def install_guard(server: flask.Flask, protection: Protection) -> None:
 
 
 def guard(protection: Protection) -> Response | None:
-    own_route = request.path.startswith(protection.prefixes.package_route(""))
+    req = request._get_current_object()  # one proxy lookup instead of one per use
+    own_route = req.path.startswith(protection.prefixes.package_route(""))
     try:
-        viewer = _identify(protection, own_route)
+        viewer = _identify(protection, req, own_route)
     except ServiceUnavailable as exc:
         set_request_viewer(None)
         if own_route:
@@ -49,7 +50,7 @@ def guard(protection: Protection) -> Response | None:
         return response
 
     set_request_viewer(viewer)
-    decision = decide(protection.policy, viewer.identity if viewer else None, request.path)
+    decision = decide(protection.policy, viewer.identity if viewer else None, req.path)
     if decision is Decision.ALLOW:
         return None
     if decision is Decision.SIGN_IN:
@@ -64,12 +65,12 @@ def guard(protection: Protection) -> Response | None:
     return api_error(403, f"Signed in as {viewer.identity.username}, who may not use this app.")
 
 
-def _identify(protection: Protection, own_route: bool) -> Viewer | None:
+def _identify(protection: Protection, req: Request, own_route: bool) -> Viewer | None:
     if not own_route:
-        from_header = protection.viewer_from_header(request)
+        from_header = protection.viewer_from_header(req)
         if from_header is not None:
             return from_header
-    return protection.viewer_from_cookie(request)
+    return protection.viewer_from_cookie(req)
 
 
 def _ask_to_sign_in(protection: Protection) -> Response:

@@ -107,14 +107,14 @@ class Protection:
 
     def viewer_from_cookie(self, request: Request) -> Viewer | None:
         record = self.sessions.resume(request.cookies.get(self.cookie_name(request)))
-        return Viewer(Identity.from_dict(record.identity), record) if record else None
+        return Viewer(record.as_identity(), record) if record else None
 
     def viewer_from_cookies(self, cookies: Mapping[str, str]) -> Viewer | None:
         """For background callbacks, where the scheme of the original request is unknown."""
         for name in (SECURE_COOKIE_NAME, COOKIE_NAME):
             record = self.sessions.resume(cookies.get(name))
             if record is not None:
-                return Viewer(Identity.from_dict(record.identity), record)
+                return Viewer(record.as_identity(), record)
         return None
 
     def viewer_from_header(self, request: Request) -> Viewer | None:

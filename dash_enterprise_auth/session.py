@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from itsdangerous import BadSignature, TimestampSigner
+from itsdangerous import BadSignature, Signer
 
 from .connectors.base import Identity
 from .settings import Secret
@@ -41,7 +41,8 @@ class SessionLayer:
     def __init__(self, store: SessionStore, secret_key: Secret, timeouts: Timeouts) -> None:
         self.store = store
         self.timeouts = timeouts
-        self._signer = TimestampSigner(secret_key.reveal(), salt="dash-enterprise-auth.session")
+        # No timestamp in the cookie: expiry is the record's business, decided server-side.
+        self._signer = Signer(secret_key.reveal(), salt="dash-enterprise-auth.session")
         self._next_purge = 0.0
 
     @staticmethod
@@ -70,7 +71,7 @@ class SessionLayer:
         if not cookie_value or len(cookie_value) > MAX_COOKIE_LENGTH:
             return None
         try:
-            session_id = self._signer.unsign(cookie_value, max_age=self.timeouts.max_age).decode()
+            session_id = self._signer.unsign(cookie_value).decode()
         except (BadSignature, UnicodeDecodeError):
             return None
         record = self.store.get(self.record_key(session_id))

@@ -5,11 +5,19 @@ it cannot answer, so the guard fails closed with a clear 503 page.
 """
 from __future__ import annotations
 
+import copy
 import json
 import time
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+from ..connectors.base import Identity
+
+# Parsed records by their JSON text, so a request whose record did not change
+# since the last one skips the parse. Bounded; cleared whole when full.
+_PARSED: dict[str, "SessionRecord"] = {}
+_PARSED_MAX = 4096
 
 
 @dataclass
@@ -23,9 +31,18 @@ class SessionRecord:
     last_seen: float
     expires_at: float
     user_data: dict[str, Any] = field(default_factory=dict)
+    _identity: Identity | None = field(default=None, init=False, repr=False, compare=False)
+
+    def as_identity(self) -> Identity:
+        """The stored identity as an :class:`Identity`, built once per parsed record."""
+        if self._identity is None:
+            self._identity = Identity.from_dict(self.identity)
+        return self._identity
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), separators=(",", ":"))
+        data = asdict(self)
+        del data["_identity"]
+        return json.dumps(data, separators=(",", ":"))
 
     @classmethod
     def from_json(cls, text: str | bytes) -> "SessionRecord | None":
@@ -43,6 +60,24 @@ class SessionRecord:
             )
         except (ValueError, TypeError, KeyError):
             return None
+
+    @classmethod
+    def from_stored(cls, text: str) -> "SessionRecord | None":
+        """:meth:`from_json` with a per-process cache: the hot path of every request.
+
+        Returns a shallow copy, so callers may reassign fields freely; the
+        identity and user data inside are treated as read-only.
+        """
+        cached = _PARSED.get(text)
+        if cached is None:
+            cached = cls.from_json(text)
+            if cached is None:
+                return None
+            cached.as_identity()  # built once, shared by every copy
+            if len(_PARSED) >= _PARSED_MAX:
+                _PARSED.clear()
+            _PARSED[text] = cached
+        return copy.copy(cached)
 
     def expired(self, now: float | None = None) -> bool:
         return (time.time() if now is None else now) >= self.expires_at

@@ -65,7 +65,7 @@ class SQLiteStore(SessionStore):
             row = db.execute("SELECT body, expires_at FROM sessions WHERE key = ?", (key,)).fetchone()
         if row is None or row[1] <= time.time():
             return None
-        record = SessionRecord.from_json(row[0])
+        record = SessionRecord.from_stored(row[0])
         if record is None or record.key != key:
             log.warning("dash-enterprise-auth: unreadable session record %s… dropped", key[:8])
             self.delete(key)
