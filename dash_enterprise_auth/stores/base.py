@@ -5,7 +5,6 @@ it cannot answer, so the guard fails closed with a clear 503 page.
 """
 from __future__ import annotations
 
-import copy
 import json
 import time
 from abc import ABC, abstractmethod
@@ -77,7 +76,9 @@ class SessionRecord:
             if len(_PARSED) >= _PARSED_MAX:
                 _PARSED.clear()
             _PARSED[text] = cached
-        return copy.copy(cached)
+        fresh = object.__new__(cls)  # a shallow copy, several times cheaper than copy.copy
+        fresh.__dict__.update(cached.__dict__)
+        return fresh
 
     def expired(self, now: float | None = None) -> bool:
         return (time.time() if now is None else now) >= self.expires_at
