@@ -12,7 +12,7 @@ from flask import Request, Response, jsonify, render_template
 PAGE_HEADERS = {
     "Cache-Control": "no-store",
     "X-Frame-Options": "DENY",
-    "Content-Security-Policy": "default-src 'self'; frame-ancestors 'none'; form-action 'self'",
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; form-action 'self'",
     "Referrer-Policy": "same-origin",
     "X-Content-Type-Options": "nosniff",
 }

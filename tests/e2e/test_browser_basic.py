@@ -52,6 +52,7 @@ def test_analyst_signs_in_and_the_app_greets_them_by_name(
 
     expect(page).to_have_url(at_path(example_app, "/"))
     expect(page.locator("#greeting")).to_have_text("Hello alice")
+    expect(page.locator("#graph .main-svg").first).to_be_visible()  # plotly.js loads last
     screenshot(page, "signed-in-app")
 
 
