@@ -65,14 +65,22 @@ def start_app(
         cwd=cwd, env=full_env, stdout=log, stderr=subprocess.STDOUT,
     )
     app = RunningApp(f"http://127.0.0.1:{port}", process, Path(log_path))
-    deadline = time.monotonic() + 30
+    try:
+        _wait_until_ready(app, ready_path)
+    except BaseException:
+        app.stop()  # never leave a server behind
+        raise
+    return app
+
+
+def _wait_until_ready(app: RunningApp, ready_path: str, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"app exited with {process.returncode}:\n{app.log()}")
+        if app.process.poll() is not None:
+            raise RuntimeError(f"app exited with {app.process.returncode}:\n{app.log()}")
         try:
             requests.get(app.url + ready_path, timeout=2)
-            return app
+            return
         except (requests.ConnectionError, requests.Timeout):
             time.sleep(0.1)
-    app.stop()
-    raise RuntimeError(f"app did not answer within 30 s:\n{app.log()}")
+    raise RuntimeError(f"app did not answer within {seconds:.0f} s:\n{app.log()}")
