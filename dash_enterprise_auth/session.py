@@ -23,6 +23,7 @@ COOKIE_NAME = "dash-auth-session"
 SECURE_COOKIE_NAME = "__Host-dash-auth-session"  # the browser refuses it unless Secure, Path=/
 MAX_COOKIE_LENGTH = 256  # a real cookie is ~90 characters; anything longer is refused unread
 PURGE_EVERY = 300  # seconds between cheap sweeps of expired records, per process
+VERIFIED_MAX = 10_000  # cookie values whose signature this process has already checked
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,7 @@ class SessionLayer:
         # No timestamp in the cookie: expiry is the record's business, decided server-side.
         self._signer = Signer(secret_key.reveal(), salt="dash-enterprise-auth.session")
         self._next_purge = 0.0
+        self._verified: dict[str, str] = {}  # exact cookie value -> record key
 
     @staticmethod
     def record_key(session_id: str) -> str:
@@ -68,13 +70,10 @@ class SessionLayer:
     def resume(self, cookie_value: str | None) -> SessionRecord | None:
         """The live record behind a cookie, or None for a missing, forged, expired or
         ended session. Refreshes the idle timer at most once a minute."""
-        if not cookie_value or len(cookie_value) > MAX_COOKIE_LENGTH:
+        key = self._record_key_of(cookie_value)
+        if key is None:
             return None
-        try:
-            session_id = self._signer.unsign(cookie_value).decode()
-        except (BadSignature, UnicodeDecodeError):
-            return None
-        record = self.store.get(self.record_key(session_id))
+        record = self.store.get(key)
         if record is None:
             return None
         now = time.time()
@@ -84,6 +83,27 @@ class SessionLayer:
             self.store.put(record)
             self._purge_now_and_then(now)
         return record
+
+    def _record_key_of(self, cookie_value: str | None) -> str | None:
+        """The record key named by a validly signed cookie, else None.
+
+        A cookie value seen before skips the HMAC check: the exact same string
+        was verified already. Whether its session still exists is always
+        asked of the store, so logout elsewhere takes effect at once.
+        """
+        if not cookie_value or len(cookie_value) > MAX_COOKIE_LENGTH:
+            return None
+        key = self._verified.get(cookie_value)
+        if key is None:
+            try:
+                session_id = self._signer.unsign(cookie_value).decode()
+            except (BadSignature, UnicodeDecodeError):
+                return None
+            key = self.record_key(session_id)
+            if len(self._verified) >= VERIFIED_MAX:
+                self._verified.clear()
+            self._verified[cookie_value] = key
+        return key
 
     def end(self, record: SessionRecord) -> None:
         self.store.delete(record.key)
