@@ -1,116 +1,73 @@
-"""The guard's own cost per request, in microseconds, without HTTP or gunicorn noise.
+"""Microseconds the guard adds to one request, measured in one process.
 
-Times N ``GET /_dash-layout`` requests through Flask's test client on the
-example app, once unprotected and once protected by this package (basic
-connector, SQLite session store, signed-in client). The difference is what
-the package adds to every request: cookie check, session lookup, group check.
+The example app is protected and a Flask test client is signed in as alice.
+Rounds of ``GET /_dash-layout`` alternate between the app as installed and
+the same app with the guard taken out of Flask's ``before_request`` list, so
+both see the same process, cookie, caches and routes: the difference is the
+guard (cookie parsing, signature, session lookup, privacy decision).
 
-Each measurement runs in a fresh subprocess, because Dash plugins and the
-package's settings are process-wide; the two modes alternate for ``--rounds``
-rounds so drift hits both. As with timeit, the best round of each mode is
-compared: other work on the machine can only add time, never remove it.
-
-Run from the repo root: ``python bench/guard_cost.py [-n 3000] [--rounds 5]``.
+    python bench/guard_cost.py [-n 3000] [--rounds 7]
 """
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import subprocess
+import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from flask.testing import FlaskClient
-
 ROOT = Path(__file__).resolve().parents[1]
-USERS_FILE = ROOT / "examples" / "demo-users.json"
 PATH = "/_dash-layout"
 
 
-def build_client(mode: str, tmp: Path) -> FlaskClient:
-    """The example app's Flask test client; for ``auth``, protected and signed in as alice."""
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("-n", type=int, default=3000, help="requests per round")
+    parser.add_argument("--rounds", type=int, default=7)
+    args = parser.parse_args()
+
+    sys.path.insert(0, str(ROOT))
     import dash_enterprise_auth
+    from dash_enterprise_auth.testing import signed_in_client
     from examples.app import app
 
-    if mode == "noauth":
-        # the same cookie as the signed-in client, so the test client's cookie
-        # handling costs the same in both modes and only the guard differs
-        client = app.server.test_client()
-        client.set_cookie("dash-auth-session", "x" * 87)
-        return client
-    dash_enterprise_auth.protect(
-        app, connector="basic", users_file=str(USERS_FILE), allowed_groups=["analysts"],
-        secret_key="x" * 40, session_store=f"sqlite:///{tmp}/sessions.sqlite3",
-    )
-    bare = app.server.test_client().get(PATH)
-    if bare.status_code == 200:
-        raise SystemExit("protect() left /_dash-layout open to anonymous requests")
-    from dash_enterprise_auth.testing import signed_in_client
+    with tempfile.TemporaryDirectory() as tmp:
+        dash_enterprise_auth.protect(
+            app, connector="basic", users_file=str(ROOT / "examples" / "demo-users.json"),
+            allowed_groups=["analysts"], secret_key="x" * 40, session_store=f"sqlite:///{tmp}/s.sqlite3",
+        )
+        if app.server.test_client().get(PATH).status_code != 401:
+            raise SystemExit("the protected app answered an anonymous request")
+        client = signed_in_client(app, "alice", groups=["analysts"])
+        hooks = app.server.before_request_funcs[None]
+        guard = hooks[0]
 
-    return signed_in_client(app, "alice", groups=["analysts"])
+        def round_us() -> float:
+            start = time.perf_counter()
+            for _ in range(args.n):
+                client.get(PATH)
+            return (time.perf_counter() - start) / args.n * 1e6
 
-
-def child(mode: str, n: int, warmup: int) -> None:
-    """Measure one mode in this process and print one JSON line."""
-    sys.path.insert(0, str(ROOT))
-    # Settings come only from protect() keywords, never from the caller's shell.
-    for name in [k for k in os.environ if k.startswith("DASH_AUTH_")]:
-        del os.environ[name]
-    with tempfile.TemporaryDirectory(prefix="guard-cost-") as tmp:
-        client = build_client(mode, Path(tmp))
-        for _ in range(warmup):
-            r = client.get(PATH)
-            if r.status_code != 200:
-                raise SystemExit(f"{mode}: {PATH} returned {r.status_code}")
-        start = time.perf_counter()
-        for _ in range(n):
+        for _ in range(300):  # warm caches both ways
             client.get(PATH)
-        elapsed = time.perf_counter() - start
+        with_guard, without = [], []
+        for _ in range(args.rounds):
+            with_guard.append(round_us())
+            hooks.remove(guard)
+            without.append(round_us())
+            hooks.insert(0, guard)
         if client.get(PATH).status_code != 200:
-            raise SystemExit(f"{mode}: session stopped working during the run")
-    print(json.dumps({"mode": mode, "us_per_request": elapsed / n * 1e6}))
+            raise SystemExit("the signed-in client lost its session during the run")
 
-
-def run_child(mode: str, n: int, warmup: int, timeout: float) -> float:
-    out = subprocess.run(
-        [sys.executable, __file__, "--child", mode, "-n", str(n), "--warmup", str(warmup)],
-        cwd=ROOT, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
-    )
-    lines = [line for line in out.stdout.splitlines() if line.startswith("{")]
-    if out.returncode != 0 or not lines:
-        raise SystemExit(f"{mode} run failed ({out.returncode}):\n{out.stdout}{out.stderr[-3000:]}")
-    return json.loads(lines[-1])["us_per_request"]
-
-
-def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("-n", type=int, default=3000, help="timed requests per run (default 3000)")
-    p.add_argument("--warmup", type=int, default=300, help="untimed requests first (default 300)")
-    p.add_argument("--rounds", type=int, default=5, help="alternating runs per mode (default 5)")
-    p.add_argument("--timeout", type=float, default=120, help="seconds allowed per run")
-    p.add_argument("--child", choices=["noauth", "auth"], help=argparse.SUPPRESS)
-    args = p.parse_args()
-    if args.child:
-        child(args.child, args.n, args.warmup)
-        return 0
-
-    runs: dict[str, list[float]] = {"noauth": [], "auth": []}
-    for _ in range(args.rounds):
-        for mode in runs:
-            runs[mode].append(run_child(mode, args.n, args.warmup, args.timeout))
-    plain = min(runs["noauth"])
-    guarded = min(runs["auth"])
-    print(f"GET {PATH} via Flask test client, {args.n} requests x {args.rounds} rounds"
-          " (best round; all rounds in brackets)")
-    print(f"  without the package guard : {plain:8.1f} us/request"
-          f"   ({', '.join(f'{v:.1f}' for v in runs['noauth'])})")
-    print(f"  with the package guard    : {guarded:8.1f} us/request"
-          f"   ({', '.join(f'{v:.1f}' for v in runs['auth'])})")
-    print(f"  guard cost                : {guarded - plain:8.1f} us/request"
-          f"   ({guarded / plain:.2f}x)")
+    a, b = statistics.median(without), statistics.median(with_guard)
+    # each round is paired with the one right after it, so drift cancels out
+    costs = sorted(w - wo for w, wo in zip(with_guard, without))
+    print(f"GET {PATH} via Flask test client, {args.n} requests x {args.rounds} alternating rounds (median)")
+    print(f"  guard taken out : {a:8.1f} us/request")
+    print(f"  guard in place  : {b:8.1f} us/request")
+    print(f"  guard cost      : {statistics.median(costs):8.1f} us/request (paired rounds: "
+          f"{', '.join(f'{c:.0f}' for c in costs)})")
     return 0
 
 
