@@ -9,9 +9,12 @@ from importlib import import_module
 from importlib.metadata import entry_points
 
 from ..errors import ConfigurationError
-from .base import Connector, Identity, PasswordConnector
+from .base import Connector, Identity, PasswordConnector, ProviderRequest, Redirect, RedirectConnector
 
-__all__ = ["Connector", "Identity", "PasswordConnector", "connector_class", "available"]
+__all__ = [
+    "Connector", "Identity", "PasswordConnector", "ProviderRequest", "Redirect", "RedirectConnector",
+    "available", "connector_class",
+]
 
 GROUP = "dash_enterprise_auth.connectors"
 

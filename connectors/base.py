@@ -4,13 +4,16 @@ A connector knows one protocol and nothing of Flask, Dash or sessions. It
 gets plain values and returns an :class:`Identity`, or raises an
 ``AuthenticationError`` subclass whose ``user_message`` can be shown as is.
 
-Two shapes exist today:
+Two shapes:
 
 * :class:`PasswordConnector` checks a username and password. The core offers
   it through the sign-in form and through HTTP Basic ``Authorization``
   headers, with throttling in front.
-* Redirect protocols (SAML, OIDC) will add ``login(request)`` and
-  ``complete(request)`` on the same base when they arrive.
+* :class:`RedirectConnector` sends the browser to an identity provider and
+  turns what comes back into an identity (OAuth 2.0/OIDC, SAML). The core
+  owns the round trip's state: a random single-use value the provider echoes
+  back, the connector's pending data kept server-side under it, the binding
+  to the browser that started it, and where the viewer goes afterwards.
 """
 from __future__ import annotations
 
@@ -85,6 +88,25 @@ class Connector(ABC):
         return []
 
 
+@dataclass(frozen=True)
+class ProviderRequest:
+    """What a redirect connector sees of a browser request: plain values, no framework."""
+
+    method: str
+    args: Mapping[str, str]  # query string
+    form: Mapping[str, str]  # POST body fields
+    callback_url: str  # absolute URL of /_dash-auth/callback/<name>, as registered at the provider
+    client: str  # client address
+
+
+@dataclass(frozen=True)
+class Redirect:
+    """Send the browser to ``url``; keep ``pending`` (JSON-safe) until it comes back."""
+
+    url: str
+    pending: Mapping[str, Any] = field(default_factory=dict)
+
+
 class PasswordConnector(Connector):
     """A connector that verifies a username and password."""
 
@@ -92,3 +114,27 @@ class PasswordConnector(Connector):
     def authenticate(self, username: str, password: str) -> Identity:
         """The identity for these credentials, or raise InvalidCredentials (or another
         AuthenticationError). An empty password must never succeed."""
+
+
+class RedirectConnector(Connector):
+    """A connector that signs people in at an identity provider and back.
+
+    ``state_field`` names the query or form field in which the provider
+    echoes the core's state value (OAuth's ``state``, SAML's ``RelayState``).
+    ``binds_browser`` makes the core refuse a callback from a browser other
+    than the one that started the sign-in; a provider that answers with a
+    cross-site POST (SAML) cannot carry the SameSite cookie that proves it and
+    sets it to False, relying on its signed, single-use response instead.
+    """
+
+    state_field: ClassVar[str] = "state"
+    binds_browser: ClassVar[bool] = True
+
+    @abstractmethod
+    def login(self, request: ProviderRequest, state: str) -> Redirect:
+        """Where to send the browser to sign in; ``state`` must come back in ``state_field``."""
+
+    @abstractmethod
+    def complete(self, request: ProviderRequest, pending: Mapping[str, Any]) -> Identity:
+        """The identity from the provider's answer, checked against ``pending``; raise an
+        AuthenticationError (never anything else) for any answer that is not a valid sign-in."""

@@ -6,6 +6,7 @@ import logging
 import flask
 from flask import Blueprint, Response, request
 
+from . import round_trip
 from .audit import audit
 from .errors import AuthenticationError, ServiceUnavailable
 from .origin import is_cross_site, is_same_origin_navigation
@@ -38,16 +39,28 @@ def build_blueprint(protection: Protection, prefixes: Prefixes) -> Blueprint:
         log.error("dash-enterprise-auth: %s", exc.log_detail)
         return problem(request, 503, exc.user_message, "Sign-in unavailable", protection.title())
 
+    def refused(exc: AuthenticationError) -> Response:
+        """A refused round trip: always a page, as only browsers come back from a provider."""
+        return page("message.html", exc.status, title="Sign-in failed", message=exc.user_message,
+                    app_title=protection.title(), retry_url=prefixes.sign_in_url(request, app_root()))
+
     @blueprint.route("/login", methods=["GET", "POST"])
     def login() -> Response:
-        if not protection.accepts_passwords:
-            return problem(request, 404, "This app signs in through its identity provider.",
-                           "Not found", protection.title())
         if request.method == "GET":
             viewer = flask.g.get("_dash_auth_viewer")
             if getattr(viewer, "record", None) is not None and protection.policy.allows(viewer.identity):
                 return flask.redirect(next_target(), 302)
+            if not protection.accepts_passwords:
+                try:
+                    return round_trip.start(protection, request, next_target())
+                except ServiceUnavailable as exc:
+                    return unavailable(exc)
+                except AuthenticationError as exc:
+                    return refused(exc)
             return login_form()
+        if not protection.accepts_passwords:
+            return problem(request, 405, "This app signs in through its identity provider.",
+                           "Sign in elsewhere", protection.title(), retry_url=prefixes.sign_in_url(request))
         if is_cross_site(request):
             audit("sign_in_failed", user=None, client=request.remote_addr, outcome="refused",
                   reason="cross-site sign-in form")
@@ -74,6 +87,41 @@ def build_blueprint(protection: Protection, prefixes: Prefixes) -> Blueprint:
               connector=protection.connector.name)
         response = flask.redirect(next_target(), 302)
         protection.set_cookie(response, request, token)
+        return response
+
+    @blueprint.route("/callback/<name>", methods=["GET", "POST"])
+    def callback(name: str) -> Response:
+        """Where the identity provider sends the browser back (OAuth redirect URI, SAML ACS)."""
+        if protection.accepts_passwords or name != protection.connector.name:
+            return problem(request, 404, "There is no sign-in in progress here.", "Not found",
+                           protection.title())
+        client = request.remote_addr or ""
+        try:
+            identity, target = round_trip.finish(protection, request)
+        except ServiceUnavailable as exc:
+            return unavailable(exc)
+        except AuthenticationError as exc:
+            audit("sign_in_failed", user=None, client=client, outcome="refused", via=name,
+                  reason=exc.log_detail or type(exc).__name__)
+            return refused(exc)
+        except Exception:  # a connector bug must refuse the sign-in, not crash the page
+            log.exception("dash-enterprise-auth: the %s connector failed on a callback", name)
+            audit("sign_in_failed", user=None, client=client, outcome="refused", via=name, reason="connector error")
+            return refused(AuthenticationError("The identity provider's answer could not be processed."))
+        try:
+            protection.run_hooks(identity, client, via=name)  # audits its own refusals
+            old = protection.viewer_from_cookie(request)
+            if old is not None:
+                protection.sessions.end(old.record)
+            token = protection.start_session(identity)
+        except ServiceUnavailable as exc:
+            return unavailable(exc)
+        except AuthenticationError as exc:
+            return refused(exc)
+        audit("sign_in", user=identity.username, client=client, outcome="success", via=name, connector=name)
+        response = flask.redirect(safe_next(target, app_root()), 302)
+        protection.set_cookie(response, request, token)
+        round_trip.forget_state(protection, request, response)
         return response
 
     @blueprint.route("/logout", methods=["GET", "POST"])

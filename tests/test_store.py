@@ -103,3 +103,14 @@ def test_relative_and_absolute_sqlite_urls(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert open_store("sqlite:///rel/s.sqlite3").path == (tmp_path / "rel/s.sqlite3").relative_to(tmp_path)
     assert open_store(f"sqlite:///{tmp_path}/abs.sqlite3").path == tmp_path / "abs.sqlite3"
+
+
+class TestPendingSignIns:  # part of the store contract, run on every backend
+    def test_pending_state_can_be_taken_once(self, store):
+        store.put_pending("state:a", {"next": "/x"}, ttl=60)
+        assert store.take_pending("state:a") == {"next": "/x"}
+        assert store.take_pending("state:a") is None
+
+    def test_pending_state_expires(self, store):
+        store.put_pending("state:b", {"next": "/x"}, ttl=-1)
+        assert store.take_pending("state:b") is None

@@ -121,6 +121,14 @@ class SessionStore(ABC):
     def clear_failures(self, key: str) -> None: ...
 
     @abstractmethod
+    def put_pending(self, key: str, value: dict[str, Any], ttl: int) -> None:
+        """Keep a sign-in round trip's state for ``ttl`` seconds."""
+
+    @abstractmethod
+    def take_pending(self, key: str) -> dict[str, Any] | None:
+        """Read and delete in one step, so a second take of the same key gets None."""
+
+    @abstractmethod
     def ping(self) -> None:
         """Raise SessionStoreUnavailable when the store does not answer."""
 

@@ -5,6 +5,7 @@ process has its own connection (a connection never crosses a fork).
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sqlite3
@@ -26,6 +27,11 @@ CREATE TABLE IF NOT EXISTS sessions (
 );
 CREATE INDEX IF NOT EXISTS sessions_username ON sessions (username);
 CREATE INDEX IF NOT EXISTS sessions_expires_at ON sessions (expires_at);
+CREATE TABLE IF NOT EXISTS pending (
+    key TEXT PRIMARY KEY,
+    expires_at REAL NOT NULL,
+    body TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS failures (
     key TEXT PRIMARY KEY,
     count INTEGER NOT NULL,
@@ -100,6 +106,7 @@ class SQLiteStore(SessionStore):
         now = time.time()
         with self._run() as db:
             db.execute("DELETE FROM failures WHERE window_end <= ?", (now,))
+            db.execute("DELETE FROM pending WHERE expires_at <= ?", (now,))
             return db.execute("DELETE FROM sessions WHERE expires_at <= ?", (now,)).rowcount
 
     def add_failure(self, key: str, window: int) -> int:
@@ -125,6 +132,22 @@ class SQLiteStore(SessionStore):
     def clear_failures(self, key: str) -> None:
         with self._run() as db:
             db.execute("DELETE FROM failures WHERE key = ?", (key,))
+
+    def put_pending(self, key: str, value: dict, ttl: int) -> None:
+        with self._run() as db:
+            db.execute("INSERT OR REPLACE INTO pending (key, expires_at, body) VALUES (?, ?, ?)",
+                       (key, time.time() + ttl, json.dumps(value, separators=(",", ":"))))
+
+    def take_pending(self, key: str) -> dict | None:
+        with self._run() as db:
+            row = db.execute("DELETE FROM pending WHERE key = ? RETURNING body, expires_at", (key,)).fetchone()
+        if row is None or row[1] <= time.time():
+            return None
+        try:
+            value = json.loads(row[0])
+        except ValueError:
+            return None
+        return value if isinstance(value, dict) else None
 
     def ping(self) -> None:
         with self._run() as db:

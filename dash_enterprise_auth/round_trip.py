@@ -1,0 +1,88 @@
+"""The state of a sign-in at an identity provider, from the redirect out to the callback.
+
+The core makes a random, single-use state value, keeps the connector's pending
+data in the session store under a hash of it (so every worker and host can
+finish the sign-in), and, for connectors that bind the browser, sets it in a
+short-lived SameSite cookie: a callback carrying someone else's state, a
+replayed one or an expired one is refused before the connector sees it.
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from typing import Any, cast
+
+import flask
+from flask import Request, Response
+
+from .connectors import Identity, ProviderRequest, RedirectConnector
+from .errors import AuthenticationError
+from .protection import Protection
+
+PENDING_TTL = 600  # seconds a person has to finish signing in at the provider
+STATE_COOKIE = "dash-auth-state"
+MAX_STATE_LENGTH = 256
+
+
+class SignInExpired(AuthenticationError):
+    status = 400
+    default_message = "This sign-in has expired or was already used. Please sign in again."
+
+
+class WrongBrowser(AuthenticationError):
+    status = 400
+    default_message = ("This sign-in was started in another browser or tab. Please sign in again from "
+                       "this window.")
+
+
+def _pending_key(state: str) -> str:
+    return "state:" + hashlib.sha256(state.encode()).hexdigest()
+
+
+def provider_request(protection: Protection, request: Request) -> ProviderRequest:
+    name = protection.connector.name
+    callback = request.host_url.rstrip("/") + protection.prefixes.package_url(request, f"callback/{name}")
+    return ProviderRequest(
+        method=request.method,
+        args=request.args.to_dict(),
+        form=request.form.to_dict() if request.method == "POST" else {},
+        callback_url=callback,
+        client=request.remote_addr or "",
+    )
+
+
+def start(protection: Protection, request: Request, next_url: str) -> Response:
+    """Send the browser to the provider, remembering where it wants to go afterwards."""
+    connector = cast(RedirectConnector, protection.connector)  # the views call this for redirect connectors only
+    state = secrets.token_urlsafe(32)
+    redirect = connector.login(provider_request(protection, request), state)
+    protection.store.put_pending(
+        _pending_key(state), {"connector": connector.name, "next": next_url, "data": dict(redirect.pending)},
+        PENDING_TTL,
+    )
+    response = flask.redirect(redirect.url, 302)
+    if connector.binds_browser:
+        response.set_cookie(STATE_COOKIE, state, max_age=PENDING_TTL, path=protection.prefixes.app_root(request),
+                            secure=request.is_secure, httponly=True, samesite="Lax")
+    return response
+
+
+def finish(protection: Protection, request: Request) -> tuple[Identity, str]:
+    """The identity and the ``next`` path of a callback; AuthenticationError when refused."""
+    connector = cast(RedirectConnector, protection.connector)  # the views call this for redirect connectors only
+    state = request.values.get(connector.state_field, "")
+    if not state or len(state) > MAX_STATE_LENGTH:
+        raise SignInExpired(log_detail="callback without a usable state")
+    pending: dict[str, Any] | None = protection.store.take_pending(_pending_key(state))
+    if pending is None or pending.get("connector") != connector.name:
+        raise SignInExpired(log_detail="unknown, used or expired state")
+    if connector.binds_browser and not hmac.compare_digest(request.cookies.get(STATE_COOKIE, ""), state):
+        raise WrongBrowser(log_detail="state cookie missing or different")
+    identity = connector.complete(provider_request(protection, request), pending.get("data") or {})
+    return identity, str(pending.get("next") or protection.prefixes.app_root(request))
+
+
+def forget_state(protection: Protection, request: Request, response: Response) -> None:
+    response.delete_cookie(STATE_COOKIE, path=protection.prefixes.app_root(request),
+                           secure=request.is_secure, httponly=True, samesite="Lax")
