@@ -5,7 +5,6 @@ import base64
 
 import flask
 import pytest
-from dash import Input, Output, html
 
 import dash_enterprise_auth as auth
 from dash_enterprise_auth.testing import signed_in_client
@@ -88,7 +87,7 @@ def test_anonymous_viewer_of_a_public_app_is_none(make_app):
 
 
 def test_logout_button_points_at_the_logout_route_under_the_request_prefix(make_app):
-    app = make_app(dash_kwargs={"requests_pathname_prefix": "/team/app/", "routes_pathname_prefix": "/"})
+    make_app(dash_kwargs={"requests_pathname_prefix": "/team/app/", "routes_pathname_prefix": "/"})
     button = auth.create_logout_button(label="Sign out", style={"color": "red"})
     assert button.className == "dash-logout-frame"
     link = button.children

@@ -1,7 +1,6 @@
 """Guard behaviour a user notices: throttling, outages, proxies and path prefixes."""
 from __future__ import annotations
 
-import os
 import sqlite3
 
 import pytest

@@ -55,7 +55,7 @@ def test_activity_keeps_the_session_alive_until_max_age(make_app, monkeypatch):
     sign_in(client, "alice")
     start = time.time()
     for minutes in (9, 18, 24):  # each request within the idle timeout of the previous
-        monkeypatch.setattr(time, "time", lambda: start + minutes * 60)
+        monkeypatch.setattr(time, "time", lambda m=minutes: start + m * 60)
         assert greeting(client).status_code == 200, minutes
     monkeypatch.setattr(time, "time", lambda: start + 1501)
     assert greeting(client).status_code == 401
