@@ -80,7 +80,8 @@ class SessionLayer:
         if now - record.last_seen >= self.timeouts.touch_every:
             record.last_seen = now
             record.expires_at = min(now + self.timeouts.idle, record.created_at + self.timeouts.max_age)
-            self.store.put(record)
+            if not self.store.update(record.key, {"last_seen": now, "expires_at": record.expires_at}):
+                return None  # ended by another request meanwhile
             self._purge_now_and_then(now)
         return record
 
@@ -109,8 +110,11 @@ class SessionLayer:
         self.store.delete(record.key)
 
     def save_user_data(self, record: SessionRecord, data: dict[str, Any]) -> None:
+        """Replace the record's custom data, and nothing else of it; RuntimeError when the
+        session has ended meanwhile, so a write is never reported done when it is not."""
+        if not self.store.update(record.key, {"user_data": data}):
+            raise RuntimeError("the session has ended (signed out or expired); the data was not saved")
         record.user_data = data
-        self.store.put(record)
 
     def _purge_now_and_then(self, now: float) -> None:
         if now >= self._next_purge:

@@ -14,6 +14,7 @@ import dash_enterprise_auth as auth
 from dash_enterprise_auth.passwords import hash_password
 
 from .servers.app_server import ROOT, RunningApp, start_app
+from .servers.redis_server import RedisServer
 
 PASSWORDS = {"alice": "wonderland", "bob": "builder", "carol": "c4r0l-secret"}
 GROUPS = {"alice": ["analysts"], "bob": ["contractors"], "carol": ["admins", "analysts"]}
@@ -92,3 +93,11 @@ def example_server(tmp_path_factory: pytest.TempPathFactory) -> RunningApp:
     )
     yield app
     app.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> RedisServer:
+    """One real redis-server for the whole run; tests use their own key space or flush it."""
+    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
+    yield server
+    server.stop()

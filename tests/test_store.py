@@ -6,6 +6,7 @@ import sqlite3
 import time
 
 import pytest
+import redis
 
 from dash_enterprise_auth.errors import ConfigurationError, SessionStoreUnavailable
 from dash_enterprise_auth.stores import SessionRecord, SQLiteStore, open_store
@@ -16,9 +17,14 @@ def record(key: str = "k1", username: str = "alice", ttl: float = 60, **data) ->
     return SessionRecord(key, username, {"username": username}, now, now, now + ttl, data)
 
 
-@pytest.fixture(params=["sqlite"])
+@pytest.fixture(params=["sqlite", "redis"])
 def store(request, tmp_path):
-    s = open_store(f"sqlite:///{tmp_path}/store.sqlite3")
+    if request.param == "redis":
+        server = request.getfixturevalue("redis_server")
+        redis.Redis.from_url(server.url).flushdb()
+        s = open_store(server.url)
+    else:
+        s = open_store(f"sqlite:///{tmp_path}/store.sqlite3")
     yield s
     s.close()
 
@@ -36,7 +42,7 @@ class TestStoreContract:
         store.put(record("old", ttl=-1))
         store.put(record("live"))
         assert store.get("old") is None
-        assert store.purge_expired() == 1
+        store.purge_expired()  # SQLite sweeps; Redis expires keys by itself
         assert [r.key for r in store.list_sessions()] == ["live"]
 
     def test_delete_user_ends_all_of_their_sessions_only(self, store):
@@ -55,11 +61,24 @@ class TestStoreContract:
         assert store.failures("account:x") == (0, 0.0)
 
 
-def test_corrupt_record_is_no_session_and_logged_once(tmp_path, caplog):
-    store = SQLiteStore(tmp_path / "s.sqlite3")
+def write_garbage(store, key: str) -> None:
+    """Put bytes that are no record where the record ``key`` lives, behind the store's back."""
+    if isinstance(store, SQLiteStore):
+        with sqlite3.connect(store.path) as db:
+            db.execute("UPDATE sessions SET body = ? WHERE key = ?", (b"\x00\xffgarbage", key))
+    else:
+        client = redis.Redis.from_url(store.url)
+        client.delete(f"dash-auth:s:{key}")
+        client.set(f"dash-auth:s:{key}", b"\x00\xffgarbage")
+
+
+@pytest.mark.parametrize("field_garbage", [False, True])
+def test_corrupt_record_is_no_session_and_logged_once(store, caplog, field_garbage):
     store.put(record("bad"))
-    with sqlite3.connect(tmp_path / "s.sqlite3") as db:
-        db.execute("UPDATE sessions SET body = ? WHERE key = 'bad'", (b"\x00\xffgarbage",))
+    if field_garbage and not isinstance(store, SQLiteStore):
+        redis.Redis.from_url(store.url).hset("dash-auth:s:bad", "identity", b"{not json")
+    else:
+        write_garbage(store, "bad")
     assert store.get("bad") is None
     assert store.get("bad") is None
     assert caplog.text.count("unreadable session record") == 1
@@ -93,10 +112,16 @@ def test_store_file_is_private_to_its_owner(tmp_path):
     assert oct(os.stat(tmp_path / "p.sqlite3").st_mode & 0o777) == "0o600"
 
 
-@pytest.mark.parametrize("url", ["redis://localhost:6379/0", "sqlite://", "postgres://x", "sessions.db"])
+@pytest.mark.parametrize("url", ["sqlite://", "postgres://x", "sessions.db", "redis://h:notaport/0"])
 def test_unsupported_store_urls_are_a_configuration_error(url):
     with pytest.raises(ConfigurationError, match="DASH_AUTH_SESSION_STORE=.*is not valid"):
         open_store(url)
+
+
+def test_store_url_password_never_appears_in_errors():
+    with pytest.raises(ConfigurationError) as err:
+        open_store("redis://:hunter2@h:notaport/0")
+    assert "hunter2" not in str(err.value)
 
 
 def test_relative_and_absolute_sqlite_urls(tmp_path, monkeypatch):
@@ -114,3 +139,25 @@ class TestPendingSignIns:  # part of the store contract, run on every backend
     def test_pending_state_expires(self, store):
         store.put_pending("state:b", {"next": "/x"}, ttl=-1)
         assert store.take_pending("state:b") is None
+
+
+class TestPartialUpdates:  # part of the store contract, run on every backend
+    def test_update_changes_only_the_named_fields(self, store):
+        store.put(record(note="keep"))
+        assert store.update("k1", {"user_data": {"theme": "dark"}})
+        later = time.time() + 30
+        assert store.update("k1", {"last_seen": later, "expires_at": later + 60})
+        got = store.get("k1")
+        assert got.user_data == {"theme": "dark"} and got.last_seen == later and got.expires_at == later + 60
+        assert got.identity == {"username": "alice"} and got.username == "alice"
+
+    def test_update_of_an_ended_session_does_not_bring_it_back(self, store):
+        store.put(record())
+        store.delete("k1")
+        assert store.update("k1", {"user_data": {"x": 1}}) is False
+        assert store.get("k1") is None
+
+    def test_moved_expiry_is_honoured(self, store):
+        store.put(record(ttl=60))
+        assert store.update("k1", {"expires_at": time.time() - 1})
+        assert store.get("k1") is None

@@ -11,10 +11,29 @@ __all__ = ["SessionRecord", "SessionStore", "SQLiteStore", "open_store"]
 
 
 def open_store(url: str) -> SessionStore:
-    """``sqlite:///relative/path`` or ``sqlite:////absolute/path``, as in SQLAlchemy URLs."""
+    """``sqlite:///relative/path`` or ``sqlite:////absolute/path`` (as in SQLAlchemy URLs),
+    ``redis://[:password@]host:port/db``, ``rediss://...`` (TLS) or ``unix:///path/redis.sock``."""
     if url.startswith("sqlite:///") and len(url) > len("sqlite:///"):
         return SQLiteStore(Path(url[len("sqlite:///"):]))
+    if url.startswith(("redis://", "rediss://", "unix://")):
+        try:
+            from .redis import RedisStore
+        except ImportError:
+            raise ConfigurationError(
+                f"DASH_AUTH_SESSION_STORE={_shown(url)} needs the redis package: "
+                "pip install 'dash-enterprise-auth[redis]'"
+            ) from None
+        try:
+            return RedisStore(url)
+        except ValueError as exc:
+            raise ConfigurationError(f"DASH_AUTH_SESSION_STORE={_shown(url)} is not valid: {exc}") from None
     raise ConfigurationError(
-        f"DASH_AUTH_SESSION_STORE={url!r} is not valid: use sqlite:///relative/path or "
-        "sqlite:////absolute/path (Redis stores are not available in this release)"
+        f"DASH_AUTH_SESSION_STORE={_shown(url)} is not valid: use sqlite:///relative/path, "
+        "sqlite:////absolute/path, redis://host:port/db or rediss://host:port/db"
     )
+
+
+def _shown(url: str) -> str:
+    """The URL without its password, for messages."""
+    scheme, sep, rest = url.partition("://")
+    return repr(f"{scheme}{sep}***@{rest.split('@', 1)[1]}" if "@" in rest else url)

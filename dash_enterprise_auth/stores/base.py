@@ -9,13 +9,13 @@ import json
 import time
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Callable, Hashable
 
 from ..connectors.base import Identity
 
-# Parsed records by their JSON text, so a request whose record did not change
+# Parsed records by their stored form, so a request whose record did not change
 # since the last one skips the parse. Bounded; cleared whole when full.
-_PARSED: dict[str, "SessionRecord"] = {}
+_PARSED: dict[Hashable, "SessionRecord"] = {}
 _PARSED_MAX = 4096
 
 
@@ -61,21 +61,23 @@ class SessionRecord:
             return None
 
     @classmethod
-    def from_stored(cls, text: str) -> "SessionRecord | None":
-        """:meth:`from_json` with a per-process cache: the hot path of every request.
+    def from_stored(cls, stored: Hashable, parse: Callable[[], "SessionRecord | None"] | None = None
+                    ) -> "SessionRecord | None":
+        """``parse()`` (default: :meth:`from_json` of ``stored``) with a per-process cache
+        keyed by the stored form: the hot path of every request.
 
         Returns a shallow copy, so callers may reassign fields freely; the
         identity and user data inside are treated as read-only.
         """
-        cached = _PARSED.get(text)
+        cached = _PARSED.get(stored)
         if cached is None:
-            cached = cls.from_json(text)
+            cached = parse() if parse is not None else cls.from_json(stored)  # type: ignore[arg-type]
             if cached is None:
                 return None
             cached.as_identity()  # built once, shared by every copy
             if len(_PARSED) >= _PARSED_MAX:
                 _PARSED.clear()
-            _PARSED[text] = cached
+            _PARSED[stored] = cached
         fresh = object.__new__(cls)  # a shallow copy, several times cheaper than copy.copy
         fresh.__dict__.update(cached.__dict__)
         return fresh
@@ -94,6 +96,16 @@ class SessionStore(ABC):
     @abstractmethod
     def put(self, record: SessionRecord) -> None:
         """Create or replace the record; it disappears by itself at ``expires_at``."""
+
+    @abstractmethod
+    def update(self, key: str, changes: dict[str, Any]) -> bool:
+        """Change some of ``last_seen``, ``expires_at`` and ``user_data`` of a live record
+        in one atomic step, leaving the rest as stored; False when the record is gone.
+
+        Requests of one session run at once on many workers: a request that
+        refreshes the idle timer must not write back user data it read
+        before another request changed it.
+        """
 
     @abstractmethod
     def delete(self, key: str) -> None: ...

@@ -85,6 +85,24 @@ class SQLiteStore(SessionStore):
                 (record.key, record.username, record.expires_at, record.to_json()),
             )
 
+    def update(self, key: str, changes: dict) -> bool:
+        paths, args = [], []
+        for name in ("last_seen", "expires_at", "user_data"):
+            if name in changes:
+                paths.append(f"'$.{name}', json(?)")
+                args.append(json.dumps(changes[name], separators=(",", ":")))
+        if not paths:
+            return True
+        expires = ", expires_at = ?" if "expires_at" in changes else ""
+        extra = [changes["expires_at"]] if expires else []
+        with self._run() as db:
+            cursor = db.execute(
+                f"UPDATE sessions SET body = json_set(body, {', '.join(paths)}){expires} "
+                "WHERE key = ? AND expires_at > ?",
+                (*args, *extra, key, time.time()),
+            )
+        return cursor.rowcount == 1
+
     def delete(self, key: str) -> None:
         with self._run() as db:
             db.execute("DELETE FROM sessions WHERE key = ?", (key,))

@@ -1,0 +1,248 @@
+"""Redis session store, for apps served by several hosts.
+
+Every record is one hash with Redis's own expiry, so nothing needs purging;
+its fields can be changed one by one, so a request refreshing the idle timer
+never writes back user data another request has just changed;
+a per-user set of record keys serves ``delete_user`` and ``sessions list``
+and is pruned of ended sessions as it is read. Any Redis failure becomes
+SessionStoreUnavailable within the socket timeout, and the connection pool
+reconnects by itself once Redis is back.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import Any
+
+import redis
+from redis.exceptions import RedisError
+
+from ..errors import SessionStoreUnavailable
+from .base import SessionRecord, SessionStore
+
+log = logging.getLogger("dash_enterprise_auth")
+
+PREFIX = "dash-auth:"
+TIMEOUT = 2.0  # seconds for connecting and for each command: a dead Redis answers 503 fast
+PRUNE_ABOVE = 64  # sessions per user before put() sweeps ended ones from the user's set
+FIELDS = ("key", "username", "identity", "created_at", "last_seen", "expires_at", "user_data")
+JSON_FIELDS = ("identity", "user_data")
+
+# Change fields of a session hash only if it still exists (an ended session
+# must not come back), and move its expiry with it. ARGV: expiry ms or "", field, value, ...
+UPDATE_SCRIPT = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV, 2))
+if ARGV[1] ~= '' then redis.call('PEXPIREAT', KEYS[1], ARGV[1]) end
+return 1
+"""
+
+
+def _encode(record: SessionRecord) -> dict[str, str]:
+    return {
+        "key": record.key, "username": record.username,
+        "identity": json.dumps(record.identity, separators=(",", ":")),
+        "created_at": repr(record.created_at), "last_seen": repr(record.last_seen),
+        "expires_at": repr(record.expires_at),
+        "user_data": json.dumps(record.user_data, separators=(",", ":")),
+    }
+
+
+def _decode(raw: tuple) -> SessionRecord | None:
+    try:
+        values = dict(zip(FIELDS, (v.decode() for v in raw)))
+        return SessionRecord(
+            key=values["key"], username=values["username"], identity=dict(json.loads(values["identity"])),
+            created_at=float(values["created_at"]), last_seen=float(values["last_seen"]),
+            expires_at=float(values["expires_at"]), user_data=dict(json.loads(values["user_data"])),
+        )
+    except (ValueError, TypeError, AttributeError, UnicodeDecodeError):
+        return None
+
+
+class RedisStore(SessionStore):
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._redis = redis.Redis.from_url(
+            url, socket_timeout=TIMEOUT, socket_connect_timeout=TIMEOUT, health_check_interval=30,
+        )
+        self.where = url.split("@")[-1]  # never log the password
+        self._update = self._redis.register_script(UPDATE_SCRIPT)
+
+    def _fail(self, exc: Exception) -> SessionStoreUnavailable:
+        return SessionStoreUnavailable(log_detail=f"session store redis {self.where}: {exc}")
+
+    @staticmethod
+    def _session(key: str) -> str:
+        return f"{PREFIX}s:{key}"
+
+    @staticmethod
+    def _user(username: str) -> str:
+        return f"{PREFIX}u:{username}"
+
+    def get(self, key: str) -> SessionRecord | None:
+        try:
+            raw = tuple(self._redis.hmget(self._session(key), FIELDS))
+        except RedisError as exc:
+            if "WRONGTYPE" in str(exc):  # garbage where a session should be
+                raw = (b"",) * len(FIELDS)
+            else:
+                raise self._fail(exc) from None
+        if raw[0] is None:
+            return None
+        record = None if None in raw else SessionRecord.from_stored(raw, lambda: _decode(raw))
+        if record is None or record.key != key:
+            log.warning("dash-enterprise-auth: unreadable session record %s… dropped", key[:8])
+            self.delete(key)
+            return None
+        return record if not record.expired() else None
+
+    def put(self, record: SessionRecord) -> None:
+        ttl_ms = int((record.expires_at - time.time()) * 1000)
+        if ttl_ms <= 0:
+            return self.delete(record.key)
+        user = self._user(record.username)
+        expires_at = int(record.expires_at) + 1
+        try:
+            with self._redis.pipeline(transaction=True) as pipe:
+                pipe.delete(self._session(record.key))
+                pipe.hset(self._session(record.key), mapping=_encode(record))
+                pipe.pexpire(self._session(record.key), ttl_ms)
+                pipe.sadd(user, record.key)
+                pipe.expireat(user, expires_at, nx=True)  # a new set gets the record's expiry...
+                pipe.expireat(user, expires_at, gt=True)  # ...and an old one keeps the latest
+                pipe.scard(user)
+                size = pipe.execute()[-1]
+        except RedisError as exc:
+            raise self._fail(exc) from None
+        if size > PRUNE_ABOVE:
+            self._live_keys(record.username)
+
+    def update(self, key: str, changes: dict[str, Any]) -> bool:
+        fields: list[str] = []
+        for name in ("last_seen", "expires_at", "user_data"):
+            if name in changes:
+                value = changes[name]
+                fields += [name, json.dumps(value, separators=(",", ":")) if name in JSON_FIELDS else repr(value)]
+        if not fields:
+            return True
+        expiry = str(int(changes["expires_at"] * 1000)) if "expires_at" in changes else ""
+        try:
+            return bool(self._update(keys=[self._session(key)], args=[expiry, *fields]))
+        except RedisError as exc:
+            raise self._fail(exc) from None
+
+    def delete(self, key: str) -> None:
+        try:
+            self._redis.delete(self._session(key))
+        except RedisError as exc:
+            raise self._fail(exc) from None
+
+    def _live_keys(self, username: str) -> list[str]:
+        """The user's record keys that still exist; ended ones leave the set."""
+        user = self._user(username)
+        try:
+            keys = sorted(k.decode() for k in self._redis.smembers(user))
+            if not keys:
+                return []
+            with self._redis.pipeline(transaction=False) as pipe:
+                for k in keys:
+                    pipe.exists(self._session(k))
+                exists = pipe.execute()
+            gone = [k for k, live in zip(keys, exists) if not live]
+            if gone:
+                self._redis.srem(user, *gone)
+        except RedisError as exc:
+            raise self._fail(exc) from None
+        return [k for k, live in zip(keys, exists) if live]
+
+    def delete_user(self, username: str) -> int:
+        keys = self._live_keys(username)
+        try:
+            with self._redis.pipeline(transaction=True) as pipe:
+                for key in keys:
+                    pipe.delete(self._session(key))
+                pipe.delete(self._user(username))
+                deleted = pipe.execute()[:-1]
+        except RedisError as exc:
+            raise self._fail(exc) from None
+        return sum(deleted)
+
+    def list_sessions(self, username: str | None = None) -> list[SessionRecord]:
+        try:
+            if username is None:
+                users = sorted({k.decode()[len(PREFIX) + 2:] for k in self._redis.scan_iter(f"{PREFIX}u:*")})
+            else:
+                users = [username]
+        except RedisError as exc:
+            raise self._fail(exc) from None
+        records = []
+        for user in users:
+            for key in self._live_keys(user):
+                record = self.get(key)
+                if record is not None:
+                    records.append(record)
+        return records
+
+    def purge_expired(self) -> int:
+        return 0  # Redis expires every key by itself
+
+    def add_failure(self, key: str, window: int) -> int:
+        name = f"{PREFIX}f:{key}"
+        try:
+            with self._redis.pipeline(transaction=True) as pipe:
+                pipe.incr(name)
+                pipe.expire(name, window, nx=True)  # the window starts at the first failure
+                count = pipe.execute()[0]
+        except RedisError as exc:
+            raise self._fail(exc) from None
+        return int(count)
+
+    def failures(self, key: str) -> tuple[int, float]:
+        name = f"{PREFIX}f:{key}"
+        try:
+            with self._redis.pipeline(transaction=False) as pipe:
+                pipe.get(name)
+                pipe.pttl(name)
+                count, ttl_ms = pipe.execute()
+        except RedisError as exc:
+            raise self._fail(exc) from None
+        if count is None or ttl_ms is None or ttl_ms <= 0:
+            return 0, 0.0
+        return int(count), time.time() + ttl_ms / 1000
+
+    def clear_failures(self, key: str) -> None:
+        try:
+            self._redis.delete(f"{PREFIX}f:{key}")
+        except RedisError as exc:
+            raise self._fail(exc) from None
+
+    def put_pending(self, key: str, value: dict[str, Any], ttl: int) -> None:
+        try:
+            if ttl <= 0:
+                self._redis.delete(f"{PREFIX}p:{key}")
+                return
+            self._redis.set(f"{PREFIX}p:{key}", json.dumps(value, separators=(",", ":")), ex=ttl)
+        except RedisError as exc:
+            raise self._fail(exc) from None
+
+    def take_pending(self, key: str) -> dict[str, Any] | None:
+        try:
+            body = self._redis.getdel(f"{PREFIX}p:{key}")
+        except RedisError as exc:
+            raise self._fail(exc) from None
+        try:
+            value = json.loads(body) if body is not None else None
+        except ValueError:
+            return None
+        return value if isinstance(value, dict) else None
+
+    def ping(self) -> None:
+        try:
+            self._redis.ping()
+        except RedisError as exc:
+            raise self._fail(exc) from None
+
+    def close(self) -> None:
+        self._redis.close()
