@@ -101,9 +101,9 @@ def test_read_only_store_fails_closed_with_store_unavailable(tmp_path):
     assert store.get("k1") is not None  # reading still works
 
 
-def test_uncreatable_store_path_is_store_unavailable(tmp_path):
+def test_uncreatable_store_path_stops_start_up_with_the_reason(tmp_path):
     (tmp_path / "file").write_text("")
-    with pytest.raises(SessionStoreUnavailable):
+    with pytest.raises(ConfigurationError, match="DASH_AUTH_SESSION_STORE=.*cannot be used: "):
         SQLiteStore(tmp_path / "file" / "sessions.sqlite3")
 
 

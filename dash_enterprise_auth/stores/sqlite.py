@@ -13,7 +13,7 @@ import threading
 import time
 from pathlib import Path
 
-from ..errors import SessionStoreUnavailable
+from ..errors import ConfigurationError, SessionStoreUnavailable
 from .base import SessionRecord, SessionStore
 
 log = logging.getLogger("dash_enterprise_auth")
@@ -47,12 +47,14 @@ class SQLiteStore(SessionStore):
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             os.close(os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600))
-        except OSError as exc:
-            raise SessionStoreUnavailable(
-                log_detail=f"cannot create session store {self.path}: {exc.strerror}"
+            with self._run() as db:
+                db.executescript(SCHEMA)
+        except (OSError, SessionStoreUnavailable) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) else exc.log_detail
+            raise ConfigurationError(
+                f"DASH_AUTH_SESSION_STORE=sqlite:///{self.path} cannot be used: {reason}; "
+                "point it at a writable file on a local disk"
             ) from None
-        with self._run() as db:
-            db.executescript(SCHEMA)
 
     def _connection(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
