@@ -161,3 +161,22 @@ class TestPartialUpdates:  # part of the store contract, run on every backend
         store.put(record(ttl=60))
         assert store.update("k1", {"expires_at": time.time() - 1})
         assert store.get("k1") is None
+
+
+def test_redis_over_tls_with_a_password(tmp_path):
+    from .servers.redis_server import RedisServer
+
+    server = RedisServer(tmp_path, password="s3cret-pass", tls=True).start()
+    try:
+        store = open_store(server.url)
+        store.put(record())
+        assert store.get("k1").username == "alice"
+        wrong = open_store(server.url.replace("s3cret-pass", "wrong"))
+        with pytest.raises(SessionStoreUnavailable) as err:
+            wrong.get("k1")
+        assert "s3cret-pass" not in err.value.log_detail and "wrong" not in err.value.log_detail
+        plain = open_store(server.url.replace("rediss://", "redis://").split("?")[0])
+        with pytest.raises(SessionStoreUnavailable):
+            plain.get("k1")  # a TLS-only server refuses plain connections
+    finally:
+        server.stop()
