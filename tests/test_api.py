@@ -179,3 +179,19 @@ def test_every_dash_route_is_guarded(make_app):
                  "/_dash-component-suites/dash/dcc/dash_core_components.js", "/_favicon.ico"):
         assert client.get(path).status_code == 401, path
     assert client.post("/_dash-update-component", json=UPDATE_GREETING).status_code == 401
+
+
+def test_set_user_data_on_a_session_ended_meanwhile_is_not_reported_done(make_app):
+    app = make_app()
+
+    @app.server.route("/late-write")
+    def late_write():
+        app.server.extensions["dash_enterprise_auth"].store.delete_user("alice")  # signed out elsewhere
+        with pytest.raises(RuntimeError, match="session has ended"):
+            auth.set_user_data({"saved": "no"})
+        return "ok"
+
+    client = app.server.test_client()
+    sign_in(client, "alice")
+    assert client.get("/late-write").data == b"ok"
+    assert client.get("/_dash-layout").status_code == 401  # and it did not come back
