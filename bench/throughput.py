@@ -1,17 +1,19 @@
 """Requests/second of the example app under gunicorn, with and without sign-on.
 
 Measures, in one run and side by side, Dash's ``POST /_dash-update-component``
-and ``GET /_dash-layout`` on ``examples.app:server`` in three variants:
+and ``GET /_dash-layout`` on ``examples.app:server`` in four variants:
 
   (a) no auth: no ``DASH_AUTH_*`` variable, so the package's Dash plugin is idle;
   (b) this package: basic connector, SQLite session store, signed-in cookie;
+  (c) the same with a Redis session store (a redis-server the script starts itself);
   (d) peer: dash-auth 2.x ``BasicAuth`` (bench/peer_dash_auth_app.py).
 
 All servers run at once (idle ones cost nothing), and the wrk runs are
 interleaved round by round, so machine noise hits every variant alike; the
-table shows the median per variant and its ratio to (a). See bench/README.md.
+table shows the median per variant and its ratio to (a), then whether the
+targets hold. See bench/README.md.
 
-Run from the repo root: ``python bench/throughput.py`` (about 2-3 minutes).
+Run from the repo root: ``python bench/throughput.py`` (about 3-4 minutes).
 """
 from __future__ import annotations
 
@@ -34,6 +36,8 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import requests
+
+from redis_server import RedisServer, RedisUnavailable, start_redis
 
 ROOT = Path(__file__).resolve().parents[1]
 LUA_SCRIPT = Path(__file__).resolve().with_name("wrk_request.lua")
@@ -64,6 +68,11 @@ ENDPOINTS: dict[str, tuple[str, str]] = {
     "layout": ("GET", "/_dash-layout"),
 }
 
+# What the package aims for: (variant, minimum ratio to (a)), and variants that
+# must be at least as fast as the peer (d). Checked against each run's figures.
+TARGETS_VS_A: tuple[tuple[str, float], ...] = (("b", 0.95), ("c", 0.90))
+TARGETS_VS_PEER: tuple[str, ...] = ("b", "c")
+
 # Rounds of one variant differing by more than this share of their median mean
 # something else used the CPUs; the table then says so.
 NOISY_SPREAD = 0.25
@@ -71,6 +80,7 @@ NOISY_SPREAD = 0.25
 VARIANT_LABELS: dict[str, str] = {
     "a": "(a) no auth",
     "b": "(b) dash-enterprise-auth, sqlite",
+    "c": "(c) dash-enterprise-auth, redis",
     "d": "(d) dash-auth BasicAuth (peer)",
 }
 
@@ -269,17 +279,24 @@ def versions() -> str:
     return ", ".join(parts)
 
 
-def start_variant(key: str, workers: int, tmp: Path) -> Server:
-    """Start one variant and give it the credentials its requests must carry."""
+def start_variant(key: str, workers: int, tmp: Path, redis: RedisServer | None) -> Server:
+    """Start one variant and give it the credentials its requests must carry.
+    (b) and (c) differ only in the session store URL."""
     if key == "a":
         return start_server(key, "examples.app:server", {}, workers, tmp)
-    if key == "b":
+    if key in ("b", "c"):
+        if key == "b":
+            store = f"sqlite:///{tmp}/sessions.sqlite3"
+        elif redis is not None:
+            store = redis.url
+        else:
+            raise BenchError("redis-server did not start")
         env = {
             "DASH_AUTH_CONNECTOR": "basic",
             "DASH_AUTH_USERS_FILE": str(ROOT / "examples" / "demo-users.json"),
             "DASH_AUTH_ALLOWED_GROUPS": "analysts",
             "DASH_AUTH_SECRET_KEY": secrets.token_urlsafe(48),
-            "DASH_AUTH_SESSION_STORE": f"sqlite:///{tmp}/sessions.sqlite3",
+            "DASH_AUTH_SESSION_STORE": store,
         }
         server = start_server(key, "examples.app:server", env, workers, tmp)
         server.auth_headers = {"Cookie": sign_in(server.url, "alice", "wonderland")}
@@ -302,6 +319,31 @@ def spread(runs: list[WrkResult]) -> float:
     """(max - min) / median of a variant's rounds: how much the machine moved."""
     values = [r.rps for r in runs]
     return (max(values) - min(values)) / statistics.median(values)
+
+
+def check_targets(results: dict[tuple[str, str], list[WrkResult]],
+                  endpoints: list[str]) -> list[str]:
+    """One line per target and endpoint, from this run's paired ratios to (a)
+    (the "vs (a)" column), so a reader can check each verdict against the table."""
+    lines: list[str] = []
+
+    def ratio(key: str, endpoint: str) -> float | None:
+        runs, base = results.get((key, endpoint)), results.get(("a", endpoint))
+        return paired_ratio(runs, base) if runs and base else None
+
+    for endpoint in endpoints:
+        where = " ".join(ENDPOINTS[endpoint])
+        for key, minimum in TARGETS_VS_A:
+            r = ratio(key, endpoint)
+            verdict = "not measured" if r is None else f"{r:.3f} {'MET' if r >= minimum else 'MISSED'}"
+            lines.append(f"target ({key}) >= {minimum:.2f} x (a), {where}: {verdict}")
+        peer = ratio("d", endpoint)
+        for key in TARGETS_VS_PEER:
+            r = ratio(key, endpoint)
+            verdict = ("not measured" if r is None or peer is None else
+                       f"{r:.3f} vs {peer:.3f} {'MET' if r >= peer else 'MISSED'}")
+            lines.append(f"target ({key}) >= (d), {where}: {verdict}")
+    return lines
 
 
 def print_table(results: dict[tuple[str, str], list[WrkResult]], variants: list[str],
@@ -346,7 +388,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--workers", type=int, default=2, help="gunicorn sync workers (default 2)")
     p.add_argument("--threads", type=int, default=1, help="wrk threads (default 1)")
     p.add_argument("--connections", type=int, default=4, help="wrk connections (default 4)")
-    p.add_argument("--variants", default="a,b,d", help="comma list from a,b,d (default a,b,d)")
+    p.add_argument("--variants", default="a,b,c,d",
+                   help="comma list from a,b,c,d (default a,b,c,d)")
     p.add_argument("--endpoints", default="update,layout",
                    help="comma list from update,layout (default update,layout)")
     p.add_argument("--callback", choices=sorted(CALLBACKS), default="graph",
@@ -376,6 +419,7 @@ def main() -> int:
     started = time.monotonic()
     load_before = os.getloadavg()[0]  # other work on the machine skews every figure
     servers: dict[str, Server] = {}
+    redis: RedisServer | None = None
     skipped: dict[str, str] = {}
     results: dict[tuple[str, str], list[WrkResult]] = {}
     with tempfile.TemporaryDirectory(prefix="dash-auth-bench-") as tmp_name:
@@ -383,9 +427,17 @@ def main() -> int:
         body_file = tmp / "update.json"
         body_file.write_text(json.dumps(CALLBACKS[args.callback][0]))
         try:
-            for key in args.variants:
+            if "c" in args.variants:
                 try:
-                    servers[key] = start_variant(key, args.workers, tmp)
+                    redis = start_redis()
+                except RedisUnavailable as exc:
+                    skipped["c"] = str(exc)
+                    print(f"skipping {VARIANT_LABELS['c']}: {exc}", file=sys.stderr)
+            for key in args.variants:
+                if key in skipped:
+                    continue
+                try:
+                    servers[key] = start_variant(key, args.workers, tmp, redis)
                     check(servers[key], args.endpoints, args.callback)
                     for endpoint in args.endpoints:
                         run_wrk(servers[key], endpoint, args.warmup, args.threads,
@@ -421,6 +473,8 @@ def main() -> int:
         finally:
             for server in servers.values():
                 server.stop()
+            if redis is not None:
+                redis.stop()
 
     print(f"\nexamples.app under gunicorn ({args.workers} sync workers), wrk -t{args.threads}"
           f" -c{args.connections}, {args.duration:g} s x {args.rounds} interleaved rounds,"
@@ -432,8 +486,11 @@ def main() -> int:
         print(f"!! {warning}")
     for key, why in skipped.items():
         print(f"\n{VARIANT_LABELS[key]} not measured: {why.splitlines()[0]}")
+    print()
+    for line in check_targets(results, args.endpoints):
+        print(line)
     print(f"\ntotal {time.monotonic() - started:.0f} s")
-    return 1 if skipped.get("b") else 0
+    return 1 if skipped.keys() & {"b", "c"} else 0
 
 
 if __name__ == "__main__":
