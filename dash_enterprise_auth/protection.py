@@ -171,7 +171,12 @@ class Protection:
                 raise AuthenticationError("Your account is not allowed to use this app.",
                                           log_detail="refused by an is_authorized_hook")
 
-    def start_session(self, identity: Identity) -> str:
+    def start_session(self, identity: Identity, request: Request | None = None) -> str:
+        """A new session (new id: no fixation) for ``identity``; the cookie value.
+        The session the browser had until now, if any, ends."""
+        previous = self.viewer_from_cookie(request) if request is not None else None
+        if previous is not None and previous.record is not None:
+            self.sessions.end(previous.record)
         token, _ = self.sessions.start(identity)
         return token
 

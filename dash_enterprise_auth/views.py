@@ -72,10 +72,7 @@ def build_blueprint(protection: Protection, prefixes: Prefixes) -> Blueprint:
         client = request.remote_addr or ""
         try:
             identity = protection.sign_in(username, password, client, via="form")
-            old = protection.viewer_from_cookie(request)
-            if old is not None:
-                protection.sessions.end(old.record)
-            token = protection.start_session(identity)
+            token = protection.start_session(identity, request)
         except ServiceUnavailable as exc:
             return unavailable(exc)
         except AuthenticationError as exc:
@@ -110,10 +107,7 @@ def build_blueprint(protection: Protection, prefixes: Prefixes) -> Blueprint:
             return refused(AuthenticationError("The identity provider's answer could not be processed."))
         try:
             protection.run_hooks(identity, client, via=name)  # audits its own refusals
-            old = protection.viewer_from_cookie(request)
-            if old is not None:
-                protection.sessions.end(old.record)
-            token = protection.start_session(identity)
+            token = protection.start_session(identity, request)
         except ServiceUnavailable as exc:
             return unavailable(exc)
         except AuthenticationError as exc:
