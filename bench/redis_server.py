@@ -8,15 +8,15 @@ and nothing survives the run. The caller must call :meth:`RedisServer.stop`
 """
 from __future__ import annotations
 
-import os
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from processes import stop_group
 
 
 class RedisUnavailable(RuntimeError):
@@ -67,17 +67,7 @@ class RedisServer:
 
     def stop(self) -> None:
         """SIGTERM, then SIGKILL; then remove the temp dir. Safe to call twice."""
-        if self.process.poll() is None:
-            for sig, wait in ((signal.SIGTERM, 10), (signal.SIGKILL, 5)):
-                try:
-                    os.killpg(self.process.pid, sig)
-                except ProcessLookupError:
-                    break
-                try:
-                    self.process.wait(wait)
-                    break
-                except subprocess.TimeoutExpired:
-                    continue
+        stop_group(self.process)
         shutil.rmtree(self.directory, ignore_errors=True)
 
 

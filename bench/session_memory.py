@@ -20,7 +20,6 @@ import argparse
 import os
 import re
 import secrets
-import shutil
 import signal
 import subprocess
 import sys
@@ -31,6 +30,7 @@ from pathlib import Path
 
 import requests
 
+from processes import prepare
 from redis_server import RedisServer, RedisUnavailable, start_redis
 from throughput import ROOT, BenchError, Server, package_rev, start_server, versions
 
@@ -263,16 +263,10 @@ def parse_args() -> argparse.Namespace:
     return args
 
 
-def _exit_on_sigterm(signum: int, frame: object) -> None:
-    raise SystemExit(128 + signum)  # so every finally stops its servers
-
-
 def main() -> int:
     args = parse_args()
-    if shutil.which("wrk") is None:
-        print("wrk not found: apt-get install wrk", file=sys.stderr)
+    if not prepare():
         return 2
-    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     started, load_before = time.monotonic(), os.getloadavg()[0]
     rows: list[Row] = []
     failed: dict[str, str] = {}

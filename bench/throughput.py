@@ -23,8 +23,6 @@ import json
 import os
 import re
 import secrets
-import shutil
-import signal
 import socket
 import statistics
 import subprocess
@@ -37,6 +35,7 @@ from pathlib import Path
 
 import requests
 
+from processes import prepare, stop_group
 from redis_server import RedisServer, RedisUnavailable, start_redis
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -99,18 +98,7 @@ class Server:
         return self.log_path.read_text(errors="replace")[-chars:]
 
     def stop(self) -> None:
-        if self.process.poll() is not None:
-            return
-        for sig, wait in ((signal.SIGTERM, 10), (signal.SIGKILL, 5)):
-            try:
-                os.killpg(self.process.pid, sig)
-            except ProcessLookupError:
-                return
-            try:
-                self.process.wait(wait)
-                return
-            except subprocess.TimeoutExpired:
-                continue
+        stop_group(self.process)
 
 
 @dataclass
@@ -406,16 +394,10 @@ def parse_args() -> argparse.Namespace:
     return args
 
 
-def _exit_on_sigterm(signum: int, frame: object) -> None:
-    raise SystemExit(128 + signum)
-
-
 def main() -> int:
     args = parse_args()
-    if shutil.which("wrk") is None:
-        print("wrk not found: apt-get install wrk", file=sys.stderr)
+    if not prepare():
         return 2
-    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     started = time.monotonic()
     load_before = os.getloadavg()[0]  # other work on the machine skews every figure
     servers: dict[str, Server] = {}
