@@ -51,7 +51,7 @@ def cmd_hash_password(args: argparse.Namespace) -> int:
 
 def cmd_check(args: argparse.Namespace) -> int:
     from .protection import load_configuration
-    from .stores import open_store
+    from .stores import open_store, redact
 
     failures = 0
 
@@ -72,7 +72,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         try:
             store = open_store(config.session_store)
             store.ping()
-            line(True, f"session store: {config.session_store.split('@')[-1]} answers")
+            line(True, f"session store: {redact(config.session_store)} answers")
         except (ConfigurationError, ServiceUnavailable) as exc:
             line(False, f"session store: {getattr(exc, 'log_detail', '') or exc}")
     try:

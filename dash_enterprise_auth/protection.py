@@ -25,7 +25,7 @@ from .origin import FormToken
 from .privacy import Policy
 from .session import COOKIE_NAME, SECURE_COOKIE_NAME, SessionLayer, Timeouts
 from .settings import Settings
-from .stores import SessionStore, open_store
+from .stores import SessionStore, open_store, redact
 from .throttle import Throttle
 from .urls import Prefixes
 from .viewer import Viewer
@@ -287,7 +287,7 @@ def _default_store_url(server: flask.Flask) -> str:
 
 
 def _describe_store(url: str | None, server: flask.Flask) -> str:
-    return url.split("@")[-1] if url else str(Path(server.instance_path) / DEFAULT_STORE_FILE)
+    return redact(url) if url else str(Path(server.instance_path) / DEFAULT_STORE_FILE)
 
 
 def _add_session_script(app: Any, prefixes: Prefixes) -> None:

@@ -180,3 +180,14 @@ def test_redis_over_tls_with_a_password(tmp_path):
             plain.get("k1")  # a TLS-only server refuses plain connections
     finally:
         server.stop()
+
+
+@pytest.mark.parametrize("url, shown", [
+    ("redis://:hunter2@h:6379/0", "redis://***@h:6379/0"),
+    ("rediss://user:p@ss@h:6380/1?ssl_ca_certs=/ca.pem", "rediss://***@h:6380/1?ssl_ca_certs=/ca.pem"),
+    ("sqlite:////srv/s.sqlite3", "sqlite:////srv/s.sqlite3"),
+])
+def test_store_urls_are_shown_without_passwords(url, shown):
+    from dash_enterprise_auth.stores import redact
+
+    assert redact(url) == shown

@@ -4,10 +4,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import ConfigurationError
-from .base import SessionRecord, SessionStore
+from .base import SessionRecord, SessionStore, redact
 from .sqlite import SQLiteStore
 
-__all__ = ["SessionRecord", "SessionStore", "SQLiteStore", "open_store"]
+__all__ = ["SessionRecord", "SessionStore", "SQLiteStore", "open_store", "redact"]
 
 
 def open_store(url: str) -> SessionStore:
@@ -20,20 +20,15 @@ def open_store(url: str) -> SessionStore:
             from .redis import RedisStore
         except ImportError:
             raise ConfigurationError(
-                f"DASH_AUTH_SESSION_STORE={_shown(url)} needs the redis package: "
+                f"DASH_AUTH_SESSION_STORE={redact(url)!r} needs the redis package: "
                 "pip install 'dash-enterprise-auth[redis]'"
             ) from None
         try:
             return RedisStore(url)
         except ValueError as exc:
-            raise ConfigurationError(f"DASH_AUTH_SESSION_STORE={_shown(url)} is not valid: {exc}") from None
+            raise ConfigurationError(f"DASH_AUTH_SESSION_STORE={redact(url)!r} is not valid: {exc}") from None
     raise ConfigurationError(
-        f"DASH_AUTH_SESSION_STORE={_shown(url)} is not valid: use sqlite:///relative/path, "
+        f"DASH_AUTH_SESSION_STORE={redact(url)!r} is not valid: use sqlite:///relative/path, "
         "sqlite:////absolute/path, redis://host:port/db or rediss://host:port/db"
     )
 
-
-def _shown(url: str) -> str:
-    """The URL without its password, for messages."""
-    scheme, sep, rest = url.partition("://")
-    return repr(f"{scheme}{sep}***@{rest.split('@', 1)[1]}" if "@" in rest else url)

@@ -19,6 +19,12 @@ _PARSED: dict[Hashable, "SessionRecord"] = {}
 _PARSED_MAX = 4096
 
 
+def redact(url: str) -> str:
+    """A store URL fit for messages and logs: the password (anything before ``@``) hidden."""
+    scheme, sep, rest = url.partition("://")
+    return f"{scheme}{sep}***@{rest.rsplit('@', 1)[1]}" if "@" in rest else url
+
+
 @dataclass
 class SessionRecord:
     """One signed-in session. ``key`` is a hash of the cookie's id, never the id."""

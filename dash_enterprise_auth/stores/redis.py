@@ -19,7 +19,7 @@ import redis
 from redis.exceptions import RedisError
 
 from ..errors import SessionStoreUnavailable
-from .base import SessionRecord, SessionStore
+from .base import SessionRecord, SessionStore, redact
 
 log = logging.getLogger("dash_enterprise_auth")
 
@@ -67,11 +67,11 @@ class RedisStore(SessionStore):
         # No periodic health check: it costs every command a clock read and a branch,
         # and a stale pooled connection after a Redis restart is retried anyway.
         self._redis = redis.Redis.from_url(url, socket_timeout=TIMEOUT, socket_connect_timeout=TIMEOUT)
-        self.where = url.split("@")[-1]  # never log the password
+        self.where = redact(url)
         self._update = self._redis.register_script(UPDATE_SCRIPT)
 
     def _fail(self, exc: Exception) -> SessionStoreUnavailable:
-        return SessionStoreUnavailable(log_detail=f"session store redis {self.where}: {exc}")
+        return SessionStoreUnavailable(log_detail=f"session store {self.where}: {exc}")
 
     @staticmethod
     def _session(key: str) -> str:
