@@ -13,6 +13,7 @@ from .origin import is_cross_site, is_same_origin_navigation
 from .pages import api_error, page, problem
 from .protection import Protection
 from .urls import Prefixes, safe_next
+from .viewer import current_viewer
 
 log = logging.getLogger("dash_enterprise_auth")
 
@@ -47,8 +48,8 @@ def build_blueprint(protection: Protection, prefixes: Prefixes) -> Blueprint:
     @blueprint.route("/login", methods=["GET", "POST"])
     def login() -> Response:
         if request.method == "GET":
-            viewer = flask.g.get("_dash_auth_viewer")
-            if getattr(viewer, "record", None) is not None and protection.policy.allows(viewer.identity):
+            viewer = current_viewer("login")
+            if viewer is not None and viewer.record is not None and protection.policy.allows(viewer.identity):
                 return flask.redirect(next_target(), 302)
             if not protection.accepts_passwords:
                 try:
