@@ -26,12 +26,18 @@ from ..settings import Option, Settings
 
 @dataclass(frozen=True)
 class Identity:
-    """Who signed in, as the identity provider says. JSON-safe, holds no secret."""
+    """Who signed in, as the identity provider says. JSON-safe, holds no secret.
+
+    ``groups`` are names for people (``analysts``); ``group_ids`` are the same
+    groups' unambiguous identifiers where the provider has them (LDAP DNs), so
+    an operator can allow a group by either.
+    """
 
     username: str
     email: str | None = None
     display_name: str | None = None
     groups: tuple[str, ...] = ()
+    group_ids: tuple[str, ...] = ()
     attributes: Mapping[str, Any] = field(default_factory=dict)
     connector: str = ""
 
@@ -41,6 +47,7 @@ class Identity:
             "email": self.email,
             "display_name": self.display_name,
             "groups": list(self.groups),
+            "group_ids": list(self.group_ids),
             "attributes": dict(self.attributes),
             "connector": self.connector,
         }
@@ -52,6 +59,7 @@ class Identity:
             email=data.get("email"),
             display_name=data.get("display_name"),
             groups=tuple(str(g) for g in data.get("groups") or ()),
+            group_ids=tuple(str(g) for g in data.get("group_ids") or ()),
             attributes=dict(data.get("attributes") or {}),
             connector=str(data.get("connector") or ""),
         )
@@ -83,8 +91,10 @@ class Connector(ABC):
     def ping(self) -> None:
         """Raise ServiceUnavailable when the provider does not answer (health route)."""
 
-    def check(self) -> list[Finding]:
-        """Findings for the ``check`` command: can this connector work as configured?"""
+    def check(self, test_user: str | None = None) -> list[Finding]:
+        """Findings for the ``check`` command: can this connector work as configured?
+        ``test_user`` (``check --user NAME``) asks to look that person up, where the
+        protocol allows it without their password."""
         return []
 
 

@@ -142,11 +142,16 @@ class BasicConnector(PasswordConnector):
             except (OSError, ConfigurationError) as exc:
                 raise ServiceUnavailable(log_detail=f"users file unreadable: {exc}") from None
 
-    def check(self) -> list[Finding]:
+    def check(self, test_user: str | None = None) -> list[Finding]:
         if self.users_file is None:
             return [Finding(True, "users: given in code")]
         try:
             users = self._users()
         except (OSError, ConfigurationError) as exc:
             return [Finding(False, f"users file: {exc}")]
-        return [Finding(bool(users), f"users file {self.users_file}: {len(users)} user(s)")]
+        findings = [Finding(bool(users), f"users file {self.users_file}: {len(users)} user(s)")]
+        if test_user:
+            entry = users.get(test_user)
+            findings.append(Finding(entry is not None, f"user {test_user}: " + (
+                f"groups: {', '.join(entry.get('groups') or ()) or '(none)'}" if entry else "not in the users file")))
+        return findings

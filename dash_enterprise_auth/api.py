@@ -8,7 +8,7 @@ from .viewer import Viewer, current_protection, current_viewer
 
 # Fields of get_user_data() that come from the identity provider and that
 # set_user_data() cannot overwrite.
-IDENTITY_FIELDS = ("username", "preferred_username", "email", "name", "groups", "connector")
+IDENTITY_FIELDS = ("username", "preferred_username", "email", "name", "groups", "group_ids", "connector")
 
 
 class KerberosTicketUnavailable(RuntimeError):
@@ -40,6 +40,7 @@ def get_user_data() -> dict[str, Any]:
         "email": identity.email,
         "name": identity.display_name,
         "groups": list(identity.groups),
+        "group_ids": list(identity.group_ids),
         "connector": identity.connector,
     }
 

@@ -80,7 +80,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         line(True, f"connector {connector.name}: answers")
     except ServiceUnavailable as exc:
         line(False, f"connector {connector.name}: {exc.log_detail or exc.user_message}")
-    for finding in connector.check():
+    for finding in connector.check(args.user):
         line(finding.ok, finding.message)
     return 1 if failures else 0
 
@@ -120,7 +120,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     add.add_argument("--name", help="display name")
     add.set_defaults(run=cmd_add_user)
     commands.add_parser("hash-password", help="print an Argon2id hash").set_defaults(run=cmd_hash_password)
-    commands.add_parser("check", help="check settings, connector and store").set_defaults(run=cmd_check)
+    check = commands.add_parser("check", help="check settings, connector and store")
+    check.add_argument("--user", help="also look this person up (groups included) without their password")
+    check.set_defaults(run=cmd_check)
     sessions = commands.add_parser("sessions", help="list or revoke live sessions")
     sessions.add_argument("action", choices=["list", "revoke"])
     sessions.add_argument("username", nargs="?")

@@ -78,7 +78,7 @@ class Policy:
             return True
         if identity.username.casefold() in self.allowed_users:
             return True
-        return any(g.casefold() in self.allowed_groups for g in identity.groups)
+        return any(g.casefold() in self.allowed_groups for g in (*identity.groups, *identity.group_ids))
 
 
 def decide(policy: Policy, identity: Identity | None, path: str) -> Decision:

@@ -1,0 +1,506 @@
+"""Sign-in with a directory password over LDAP (OpenLDAP, Active Directory, 389-ds, FreeIPA).
+
+A sign-in finds the person's entry with the service account, binds as that
+entry with the password given (the directory checks it, locks included) and
+reads the groups. ldap3 does the protocol; this module changes the defaults
+of it that are unsafe for a sign-in form:
+
+* an empty password is refused before the directory sees it: a simple bind
+  with a DN and no password is an *unauthenticated* bind that servers answer
+  with success (RFC 4513 5.1.2);
+* referrals are never followed (ldap3 would bind to the referred host with
+  the same credentials, handing the password to whoever crafted the referral);
+* certificates are verified (ldap3's default is ``CERT_NONE``) and so is the
+  host name; ``ldap://`` URLs use StartTLS unless it is turned off;
+* failover walks the configured servers once, in order, each with a connect
+  timeout, so a dead directory gives a 503 within seconds (``ServerPool``
+  with ``active=True`` retries forever and probes with an extra connection);
+* every value put into a filter or DN is escaped (RFC 4515, RFC 4514).
+"""
+from __future__ import annotations
+
+import logging
+import re
+import ssl
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Iterator, Sequence
+from urllib.parse import urlsplit
+
+from ldap3 import AUTO_BIND_NONE, BASE, NONE, SUBTREE, Connection, Server, Tls
+from ldap3.core.exceptions import LDAPCertificateError, LDAPException, LDAPStartTLSError
+from ldap3.utils.conv import escape_filter_chars
+from ldap3.utils.dn import escape_rdn, parse_dn
+
+from ..errors import AccountLocked, ConfigurationError, InvalidCredentials, ServiceUnavailable
+from ..settings import Option, Secret, Settings, boolean, name_list, seconds, text
+from .base import Finding, Identity, PasswordConnector
+
+log = logging.getLogger("dash_enterprise_auth")
+
+URL = Option("DASH_AUTH_LDAP_URL", name_list,
+             help="directory servers, comma-separated, tried in order: ldaps://host or ldap://host")
+START_TLS = Option("DASH_AUTH_LDAP_START_TLS", boolean, True,
+                   help="upgrade ldap:// connections with StartTLS (false sends passwords in clear text)")
+CA_FILE = Option("DASH_AUTH_LDAP_CA_FILE", text, help="PEM file of the CA that signed the servers' certificates")
+TLS_VERIFY = Option("DASH_AUTH_LDAP_TLS_VERIFY", boolean, True,
+                    help="verify the servers' certificates and host names (false: anyone on the path reads passwords)")
+BIND_DN = Option("DASH_AUTH_LDAP_BIND_DN", text, help="service account that looks people up")
+BIND_PASSWORD = Option("DASH_AUTH_LDAP_BIND_PASSWORD", text, secret=True, help="the service account's password")
+USER_BASE = Option("DASH_AUTH_LDAP_USER_BASE", text, help="where people are searched")
+USER_FILTER = Option("DASH_AUTH_LDAP_USER_FILTER", text, "(uid={username})",
+                     help="filter that finds one person; Active Directory: (sAMAccountName={username})")
+USER_DN_TEMPLATE = Option("DASH_AUTH_LDAP_USER_DN_TEMPLATE", text,
+                          help="bind straight to this DN instead of searching, e.g. uid={username},ou=people,dc=corp")
+USERNAME_ATTRIBUTE = Option("DASH_AUTH_LDAP_USERNAME_ATTRIBUTE", text,
+                            help="attribute holding the username (default: the one compared with {username})")
+EMAIL_ATTRIBUTE = Option("DASH_AUTH_LDAP_EMAIL_ATTRIBUTE", text, "mail")
+NAME_ATTRIBUTE = Option("DASH_AUTH_LDAP_NAME_ATTRIBUTE", text, "displayName")
+GROUP_BASE = Option("DASH_AUTH_LDAP_GROUP_BASE", text,
+                    help="where groups are searched; unset: groups come from the person's memberOf")
+GROUP_FILTER = Option("DASH_AUTH_LDAP_GROUP_FILTER", text, "(member={dn})",
+                      help="filter for the person's groups: {dn} and {username} are escaped for you")
+NESTED_GROUPS = Option("DASH_AUTH_LDAP_NESTED_GROUPS", boolean, False,
+                       help="also count groups that contain the person's groups")
+TIMEOUT = Option("DASH_AUTH_LDAP_TIMEOUT", seconds, 5, help="seconds to connect to or hear from a server")
+
+# A server that failed is tried last for this long, so failover costs one timeout, not one per sign-in.
+COOLDOWN = 30.0
+MAX_NESTED_GROUPS = 500
+MAX_NESTING = 10
+# Active Directory's "account disabled" bit of userAccountControl.
+AD_ACCOUNT_DISABLED = 0x2
+SUCCESS, SIZE_LIMIT_EXCEEDED, NO_SUCH_OBJECT, INVALID_CREDENTIALS = 0, 4, 32, 49
+
+
+class DirectoryUnavailable(ServiceUnavailable):
+    """No configured server answered, or the service account cannot search."""
+
+    default_message = "The directory server does not answer, so nobody can sign in right now. Try again in a few minutes."
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    url: str
+    host: str
+    port: int
+    use_ssl: bool
+
+
+def parse_url(url: str) -> Endpoint:
+    """``ldap://host[:port]`` or ``ldaps://host[:port]``; anything else is a start-up error."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+        scheme = ""
+    if scheme not in ("ldap", "ldaps") or not parts.hostname or parts.path not in ("", "/") or parts.query:
+        raise ConfigurationError(
+            f"DASH_AUTH_LDAP_URL={url!r} is not valid: use ldaps://host[:port] or ldap://host[:port], "
+            "comma-separated for failover"
+        )
+    return Endpoint(url, parts.hostname, port or (636 if scheme == "ldaps" else 389), scheme == "ldaps")
+
+
+def fill(template: str, **values: str) -> str:
+    """Put filter-escaped values into a filter template (str.format would choke on braces)."""
+    for name, value in values.items():
+        template = template.replace("{" + name + "}", escape_filter_chars(value))
+    return template
+
+
+def rdn_value(dn: str) -> str:
+    """The readable name of an entry: ``analysts`` for ``cn=analysts,ou=groups,dc=corp``."""
+    try:
+        return parse_dn(dn, escape=False)[0][1]
+    except (LDAPException, IndexError, ValueError):
+        return dn
+
+
+def first(attributes: Any, name: str) -> str | None:
+    values = all_values(attributes, name)
+    return values[0] if values else None
+
+
+def all_values(attributes: Any, name: str) -> list[str]:
+    """An attribute's values as strings; the server's spelling of the name may differ in case."""
+    for key, value in attributes.items():
+        if key.lower() == name.lower():
+            values = value if isinstance(value, list) else [value]
+            return [v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v) for v in values]
+    return []
+
+
+def _infer_username_attribute(template: str, variable: str) -> str | None:
+    found = re.findall(r"\(?\s*([A-Za-z][\w-]*)\s*=\s*\{username\}", template)
+    if len(set(a.lower() for a in found)) == 1:
+        return found[0]
+    raise ConfigurationError(
+        f"{variable}={template!r} does not say which attribute holds the username: "
+        "set DASH_AUTH_LDAP_USERNAME_ATTRIBUTE"
+    )
+
+
+class Servers:
+    """The configured servers, tried in order; one that failed recently goes last."""
+
+    def __init__(self, endpoints: Sequence[Endpoint], *, verify: bool, ca_file: str | None, start_tls: bool,
+                 timeout: int) -> None:
+        self.endpoints = list(endpoints)
+        self.verify = verify
+        self.ca_file = ca_file
+        self.start_tls = start_tls
+        self.timeout = timeout
+        self._failed_at: dict[str, float] = {}
+
+    def _server(self, endpoint: Endpoint) -> Server:
+        # version=None gives ssl.create_default_context(); ldap3 then checks the host name itself.
+        tls = Tls(validate=ssl.CERT_REQUIRED if self.verify else ssl.CERT_NONE, ca_certs_file=self.ca_file,
+                  sni=endpoint.host)
+        return Server(endpoint.host, port=endpoint.port, use_ssl=endpoint.use_ssl, tls=tls,
+                      get_info=NONE, connect_timeout=self.timeout)
+
+    def connection(self, endpoint: Endpoint, user: str | None = None, password: str | None = None) -> Connection:
+        """An open (and TLS-upgraded) connection to one server, not yet bound."""
+        connection = Connection(
+            self._server(endpoint), user=user, password=password, auto_bind=AUTO_BIND_NONE, auto_referrals=False,
+            raise_exceptions=False, receive_timeout=self.timeout, read_only=True, check_names=False,
+        )
+        try:
+            connection.open()
+            if self.start_tls and not endpoint.use_ssl and not connection.start_tls():
+                raise LDAPStartTLSError(f"StartTLS refused: {connection.result.get('description')}")
+        except BaseException:
+            connection.unbind()
+            raise
+        return connection
+
+    def ordered(self) -> list[Endpoint]:
+        now = time.monotonic()
+        fresh = [e for e in self.endpoints if now - self._failed_at.get(e.url, -COOLDOWN) >= COOLDOWN]
+        return fresh + [e for e in self.endpoints if e not in fresh]
+
+    def connect(self, user: str | None = None, password: str | None = None) -> tuple[Connection, bool]:
+        """An open connection to the first server that answers, and whether the bind
+        (when ``user`` is given) succeeded. DirectoryUnavailable when none answers."""
+        reasons = []
+        for endpoint in self.ordered():
+            try:
+                connection = self.connection(endpoint, user, password)
+                bound = connection.bind() if user is not None else True
+            except (LDAPException, OSError, ssl.SSLError) as exc:
+                self._failed_at[endpoint.url] = time.monotonic()
+                reasons.append(f"{endpoint.url}: {describe(exc)}")
+                continue
+            self._failed_at.pop(endpoint.url, None)
+            return connection, bound
+        raise DirectoryUnavailable(log_detail="no directory server answers: " + "; ".join(reasons))
+
+
+def describe(exc: BaseException) -> str:
+    """A log line for a connection failure that says what to fix."""
+    text = str(exc) or type(exc).__name__
+    if isinstance(exc, LDAPCertificateError) or "doesn't match" in text:
+        return "TLS certificate does not name this host (refused): " + text[:200]
+    if "CERTIFICATE_VERIFY_FAILED" in text or isinstance(exc, ssl.SSLCertVerificationError):
+        return "TLS certificate not trusted (refused; set DASH_AUTH_LDAP_CA_FILE to the CA that signed it): " + text[:200]
+    if isinstance(exc, LDAPStartTLSError):
+        return "StartTLS failed (refused; the server must offer TLS, or use ldaps://): " + text[:200]
+    return text[:300]
+
+
+class LdapConnector(PasswordConnector):
+    name = "ldap"
+    options = (URL, START_TLS, CA_FILE, TLS_VERIFY, BIND_DN, BIND_PASSWORD, USER_BASE, USER_FILTER,
+               USER_DN_TEMPLATE, USERNAME_ATTRIBUTE, EMAIL_ATTRIBUTE, NAME_ATTRIBUTE, GROUP_BASE,
+               GROUP_FILTER, NESTED_GROUPS, TIMEOUT)
+
+    def __init__(
+        self,
+        urls: Sequence[str],
+        *,
+        user_base: str | None = None,
+        user_filter: str = "(uid={username})",
+        user_dn_template: str | None = None,
+        bind_dn: str | None = None,
+        bind_password: Secret | str | None = None,
+        start_tls: bool = True,
+        ca_file: str | None = None,
+        tls_verify: bool = True,
+        username_attribute: str | None = None,
+        email_attribute: str = "mail",
+        name_attribute: str = "displayName",
+        group_base: str | None = None,
+        group_filter: str = "(member={dn})",
+        nested_groups: bool = False,
+        timeout: int = 5,
+    ) -> None:
+        if not urls:
+            raise ConfigurationError("DASH_AUTH_LDAP_URL is not set: use ldaps://host (comma-separated for failover)")
+        endpoints = [parse_url(url) for url in urls]
+        if user_dn_template:
+            if "{username}" not in user_dn_template:
+                raise ConfigurationError(f"DASH_AUTH_LDAP_USER_DN_TEMPLATE={user_dn_template!r} has no {{username}}")
+        else:
+            if not user_base or not bind_dn or not bind_password:
+                raise ConfigurationError(
+                    "the ldap connector needs DASH_AUTH_LDAP_USER_BASE, DASH_AUTH_LDAP_BIND_DN and "
+                    "DASH_AUTH_LDAP_BIND_PASSWORD (or _FILE) to look people up, or "
+                    "DASH_AUTH_LDAP_USER_DN_TEMPLATE to bind without a search"
+                )
+            if "{username}" not in user_filter or not user_filter.startswith("("):
+                raise ConfigurationError(
+                    f"DASH_AUTH_LDAP_USER_FILTER={user_filter!r} is not valid: use a filter in "
+                    "parentheses with {username}, e.g. (uid={username})")
+        if bool(bind_dn) != bool(bind_password):
+            raise ConfigurationError("DASH_AUTH_LDAP_BIND_DN and DASH_AUTH_LDAP_BIND_PASSWORD go together: set both")
+        if group_base and "{dn}" not in group_filter and "{username}" not in group_filter:
+            raise ConfigurationError(f"DASH_AUTH_LDAP_GROUP_FILTER={group_filter!r} has neither {{dn}} nor {{username}}")
+        self.user_base = user_base
+        self.user_filter = user_filter
+        self.user_dn_template = user_dn_template
+        self.bind_dn = bind_dn
+        self.bind_password = bind_password if isinstance(bind_password, Secret) or bind_password is None \
+            else Secret(bind_password)
+        self.username_attribute = username_attribute or (
+            _infer_username_attribute(user_dn_template, "DASH_AUTH_LDAP_USER_DN_TEMPLATE") if user_dn_template
+            else _infer_username_attribute(user_filter, "DASH_AUTH_LDAP_USER_FILTER"))
+        self.email_attribute = email_attribute
+        self.name_attribute = name_attribute
+        self.group_base = group_base
+        self.group_filter = group_filter
+        self.nested_groups = nested_groups
+        self.tls_verify = tls_verify
+        self.plaintext = [e.url for e in endpoints if not e.use_ssl and not start_tls]
+        self.servers = Servers(endpoints, verify=tls_verify, ca_file=ca_file or None, start_tls=start_tls,
+                               timeout=timeout)
+        self._service: Connection | None = None
+        self._service_lock = threading.Lock()
+        for warning in self.insecure_settings():
+            log.warning("dash-enterprise-auth: INSECURE LDAP SETTING: %s", warning)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "LdapConnector":
+        return cls(
+            settings.get(URL), user_base=settings.get(USER_BASE), user_filter=settings.get(USER_FILTER),
+            user_dn_template=settings.get(USER_DN_TEMPLATE), bind_dn=settings.get(BIND_DN),
+            bind_password=settings.get(BIND_PASSWORD), start_tls=settings.get(START_TLS),
+            ca_file=settings.get(CA_FILE), tls_verify=settings.get(TLS_VERIFY),
+            username_attribute=settings.get(USERNAME_ATTRIBUTE), email_attribute=settings.get(EMAIL_ATTRIBUTE),
+            name_attribute=settings.get(NAME_ATTRIBUTE), group_base=settings.get(GROUP_BASE),
+            group_filter=settings.get(GROUP_FILTER), nested_groups=settings.get(NESTED_GROUPS),
+            timeout=settings.get(TIMEOUT),
+        )
+
+    def insecure_settings(self) -> list[str]:
+        warnings = []
+        if not self.tls_verify:
+            warnings.append("DASH_AUTH_LDAP_TLS_VERIFY=false: server certificates are not checked, so anyone "
+                            "on the network path can impersonate the directory and read every password")
+        for url in self.plaintext:
+            warnings.append(f"{url} without StartTLS (DASH_AUTH_LDAP_START_TLS=false): passwords cross the "
+                            "network in clear text")
+        return warnings
+
+    # -- signing in --------------------------------------------------------------------
+
+    def authenticate(self, username: str, password: str) -> Identity:
+        if not username or not password:
+            raise InvalidCredentials(log_detail="empty username or password (would be an unauthenticated bind)")
+        if self.user_dn_template:
+            dn = self.user_dn_template.replace("{username}", escape_rdn(username))
+            entry = None
+        else:
+            entry = self._find_user(username)
+            dn = entry["dn"]
+        connection, bound = self.servers.connect(dn, password)
+        try:
+            if not bound:
+                code = connection.result.get("result")
+                raise InvalidCredentials(
+                    log_detail=f"directory refused the bind ({code} {connection.result.get('description')})")
+            if entry is None:
+                entry = self._read(connection, dn)
+            reader = self._service_search if self.bind_dn else self._searcher(connection)
+            if int(first(entry["attributes"], "userAccountControl") or 0) & AD_ACCOUNT_DISABLED:
+                raise AccountLocked("This account is disabled in the directory. Contact your administrator.",
+                                    log_detail="userAccountControl has the ACCOUNTDISABLE bit")
+            group_dns = self._groups(entry, reader)
+        finally:
+            connection.unbind()
+        attributes = entry["attributes"]
+        return Identity(
+            username=self._username(attributes, username),
+            email=first(attributes, self.email_attribute),
+            display_name=first(attributes, self.name_attribute) or first(attributes, "cn"),
+            groups=tuple(rdn_value(g) for g in group_dns),
+            group_ids=tuple(group_dns),
+            attributes={"dn": entry["dn"]},
+            connector=self.name,
+        )
+
+    def _username(self, attributes: Any, typed: str) -> str:
+        """The directory's spelling of the username (``ALICE`` signs in as ``alice``)."""
+        values = all_values(attributes, self.username_attribute)
+        for value in values:
+            if value.casefold() == typed.strip().casefold():
+                return value
+        if values:
+            return values[0]
+        raise InvalidCredentials(log_detail=f"entry has no {self.username_attribute} attribute")
+
+    def _user_attributes(self) -> list[str]:
+        wanted = [self.username_attribute, self.email_attribute, self.name_attribute, "cn", "userAccountControl"]
+        if not self.group_base:
+            wanted.append("memberOf")
+        return wanted
+
+    def _find_user(self, username: str) -> dict[str, Any]:
+        entries = self._service_search(self.user_base, fill(self.user_filter, username=username),
+                                       self._user_attributes(), size_limit=2)
+        if not entries:
+            raise InvalidCredentials(log_detail="no directory entry matches this username")
+        if len(entries) > 1:
+            raise InvalidCredentials(log_detail="the username matches more than one directory entry; "
+                                                "make DASH_AUTH_LDAP_USER_FILTER or _USER_BASE narrower")
+        return entries[0]
+
+    def _read(self, connection: Connection, dn: str) -> dict[str, Any]:
+        entries = self._searcher(connection)(dn, "(objectClass=*)", self._user_attributes(), scope=BASE)
+        if not entries:
+            raise InvalidCredentials(log_detail="the bound user cannot read its own entry")
+        return entries[0]
+
+    # -- groups -------------------------------------------------------------------------
+
+    def _groups(self, entry: dict[str, Any], search: Any) -> list[str]:
+        """DNs of the person's groups (and of the groups containing them, when nested)."""
+        if self.group_base:
+            found = [g["dn"] for g in search(self.group_base, fill(self.group_filter, dn=entry["dn"],
+                     username=first(entry["attributes"], self.username_attribute) or ""), [])]
+        else:
+            found = all_values(entry["attributes"], "memberOf")
+        if not self.nested_groups:
+            return found
+        seen = {dn.lower(): dn for dn in found}
+        frontier = list(found)
+        for _ in range(MAX_NESTING):
+            if not frontier or len(seen) >= MAX_NESTED_GROUPS:
+                break
+            parents = self._parents(frontier, search)
+            frontier = [dn for dn in parents if dn.lower() not in seen]
+            seen.update((dn.lower(), dn) for dn in frontier)
+        return list(seen.values())
+
+    def _parents(self, group_dns: list[str], search: Any) -> list[str]:
+        if self.group_base:
+            clauses = "".join(fill(self.group_filter, dn=dn, username="") for dn in group_dns)
+            return [g["dn"] for g in search(self.group_base, f"(|{clauses})", [])]
+        parents = []
+        for dn in group_dns:
+            for group in search(dn, "(objectClass=*)", ["memberOf"], scope=BASE):
+                parents += all_values(group["attributes"], "memberOf")
+        return parents
+
+    # -- the service connection ------------------------------------------------------------
+
+    def _searcher(self, connection: Connection) -> Any:
+        def search(base: str, query: str, attributes: list[str], scope: str = SUBTREE,
+                   size_limit: int = 0) -> list[dict[str, Any]]:
+            return run_search(connection, base, query, attributes, scope, size_limit)
+        return search
+
+    def _service_search(self, base: str, query: str, attributes: list[str], scope: str = SUBTREE,
+                        size_limit: int = 0) -> list[dict[str, Any]]:
+        """Search with the shared service connection, reconnecting once if it broke."""
+        with self._service_lock:
+            for attempt in (1, 2):
+                connection = self._service_connection()
+                try:
+                    return run_search(connection, base, query, attributes, scope, size_limit)
+                except (LDAPException, OSError) as exc:
+                    self._drop_service()
+                    if attempt == 2:
+                        raise DirectoryUnavailable(log_detail=f"directory search failed: {describe(exc)}") from None
+        raise AssertionError("unreachable")
+
+    def _service_connection(self) -> Connection:
+        if self._service is not None and not self._service.closed and self._service.bound:
+            return self._service
+        self._drop_service()
+        assert self.bind_dn and self.bind_password
+        connection, bound = self.servers.connect(self.bind_dn, self.bind_password.reveal())
+        if not bound:
+            result = connection.result
+            connection.unbind()
+            raise DirectoryUnavailable(log_detail=(
+                f"the service account's bind was refused ({result.get('result')} {result.get('description')}): "
+                "check DASH_AUTH_LDAP_BIND_DN and DASH_AUTH_LDAP_BIND_PASSWORD"))
+        self._service = connection
+        return connection
+
+    def _drop_service(self) -> None:
+        if self._service is not None:
+            try:
+                self._service.unbind()
+            except (LDAPException, OSError):
+                pass
+            self._service = None
+
+    # -- operations ------------------------------------------------------------------------
+
+    def ping(self) -> None:
+        if self.bind_dn:
+            self._service_search("", "(objectClass=*)", ["1.1"], scope=BASE)
+        else:
+            connection, _ = self.servers.connect()
+            connection.unbind()
+
+    def check(self, test_user: str | None = None) -> list[Finding]:
+        findings = [Finding(False, "INSECURE: " + warning) for warning in self.insecure_settings()]
+        for endpoint in self.servers.endpoints:
+            tls = "LDAPS" if endpoint.use_ssl else ("StartTLS" if endpoint.url not in self.plaintext else "no TLS")
+            verified = "certificate verified" if self.tls_verify else "certificate NOT verified"
+            try:
+                self.servers.connection(endpoint).unbind()
+                findings.append(Finding(True, f"ldap server {endpoint.url}: answers, {tls}"
+                                              + (f", {verified}" if tls != "no TLS" else "")))
+            except (LDAPException, OSError, ssl.SSLError) as exc:
+                findings.append(Finding(False, f"ldap server {endpoint.url}: {describe(exc)}"))
+        if self.bind_dn:
+            try:
+                with self._service_lock:
+                    self._service_connection()
+                findings.append(Finding(True, f"ldap service account {self.bind_dn}: bind works"))
+            except DirectoryUnavailable as exc:
+                findings.append(Finding(False, f"ldap service account {self.bind_dn}: {exc.log_detail}"))
+        if test_user:
+            findings.append(self._check_user(test_user))
+        return findings
+
+    def _check_user(self, username: str) -> Finding:
+        if not self.bind_dn:
+            return Finding(False, f"ldap user {username}: a lookup needs DASH_AUTH_LDAP_BIND_DN")
+        try:
+            entry = self._find_user(username)
+            groups = [rdn_value(g) for g in self._groups(entry, self._service_search)]
+        except (InvalidCredentials, DirectoryUnavailable) as exc:
+            return Finding(False, f"ldap user {username}: {exc.log_detail}")
+        return Finding(True, f"ldap user {username}: {entry['dn']}, groups: {', '.join(groups) or '(none)'}")
+
+
+def run_search(connection: Connection, base: str, query: str, attributes: list[str], scope: str,
+               size_limit: int) -> list[dict[str, Any]]:
+    """Entries found (references and referrals ignored); raise on a failed search."""
+    connection.search(base, query, search_scope=scope, attributes=attributes, size_limit=size_limit)
+    code = connection.result.get("result")
+    if code not in (SUCCESS, SIZE_LIMIT_EXCEEDED, NO_SUCH_OBJECT):
+        raise DirectoryUnavailable(log_detail=(
+            f"directory search under {base!r} failed: {code} {connection.result.get('description')} "
+            f"{connection.result.get('message') or ''}".strip()))
+    return [{"dn": r["dn"], "attributes": r.get("attributes", {})}
+            for r in connection.response or () if r.get("type") == "searchResEntry"]
