@@ -175,7 +175,7 @@ class Servers:
             if self.start_tls and not endpoint.use_ssl and not connection.start_tls():
                 raise LDAPStartTLSError(f"StartTLS refused: {connection.result.get('description')}")
         except BaseException:
-            connection.unbind()
+            close_quietly(connection)
             raise
         return connection
 
@@ -199,6 +199,14 @@ class Servers:
             self._failed_at.pop(endpoint.url, None)
             return connection, bound
         raise DirectoryUnavailable(log_detail="no directory server answers: " + "; ".join(reasons))
+
+
+def close_quietly(connection: Connection) -> None:
+    """Close a connection that may already be broken; the error that broke it is what matters."""
+    try:
+        connection.unbind()
+    except (LDAPException, OSError):
+        pass
 
 
 def describe(exc: BaseException) -> str:
@@ -331,7 +339,7 @@ class LdapConnector(PasswordConnector):
                                     log_detail="userAccountControl has the ACCOUNTDISABLE bit")
             group_dns = self._groups(entry, reader)
         finally:
-            connection.unbind()
+            close_quietly(connection)
         attributes = entry["attributes"]
         return Identity(
             username=self._username(attributes, username),
@@ -436,7 +444,7 @@ class LdapConnector(PasswordConnector):
         connection, bound = self.servers.connect(self.bind_dn, self.bind_password.reveal())
         if not bound:
             result = connection.result
-            connection.unbind()
+            close_quietly(connection)
             raise DirectoryUnavailable(log_detail=(
                 f"the service account's bind was refused ({result.get('result')} {result.get('description')}): "
                 "check DASH_AUTH_LDAP_BIND_DN and DASH_AUTH_LDAP_BIND_PASSWORD"))
@@ -445,10 +453,7 @@ class LdapConnector(PasswordConnector):
 
     def _drop_service(self) -> None:
         if self._service is not None:
-            try:
-                self._service.unbind()
-            except (LDAPException, OSError):
-                pass
+            close_quietly(self._service)
             self._service = None
 
     # -- operations ------------------------------------------------------------------------
@@ -458,7 +463,7 @@ class LdapConnector(PasswordConnector):
             self._service_search("", "(objectClass=*)", ["1.1"], scope=BASE)
         else:
             connection, _ = self.servers.connect()
-            connection.unbind()
+            close_quietly(connection)
 
     def check(self, test_user: str | None = None) -> list[Finding]:
         findings = [Finding(False, "INSECURE: " + warning) for warning in self.insecure_settings()]
@@ -466,7 +471,7 @@ class LdapConnector(PasswordConnector):
             tls = "LDAPS" if endpoint.use_ssl else ("StartTLS" if endpoint.url not in self.plaintext else "no TLS")
             verified = "certificate verified" if self.tls_verify else "certificate NOT verified"
             try:
-                self.servers.connection(endpoint).unbind()
+                close_quietly(self.servers.connection(endpoint))
                 findings.append(Finding(True, f"ldap server {endpoint.url}: answers, {tls}"
                                               + (f", {verified}" if tls != "no TLS" else "")))
             except (LDAPException, OSError, ssl.SSLError) as exc:

@@ -15,6 +15,7 @@ from dash_enterprise_auth.passwords import hash_password
 
 from .servers.app_server import ROOT, RunningApp, start_app
 from .servers.redis_server import RedisServer
+from .servers.slapd_server import SlapdServer
 
 PASSWORDS = {"alice": "wonderland", "bob": "builder", "carol": "c4r0l-secret"}
 GROUPS = {"alice": ["analysts"], "bob": ["contractors"], "carol": ["admins", "analysts"]}
@@ -101,3 +102,33 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> RedisServer:
     server = RedisServer(tmp_path_factory.mktemp("redis")).start()
     yield server
     server.stop()
+
+
+
+
+@pytest.fixture(scope="session")
+def slapd(tmp_path_factory: pytest.TempPathFactory) -> SlapdServer:
+    """One real OpenLDAP server with the seed data (tests.servers.slapd_server) for the whole run.
+
+    Shared: tests must leave it running and its seed data as they found it. A test that stops
+    the directory or changes its data uses its own instance from ``make_slapd``.
+    """
+    server = SlapdServer(tmp_path_factory.mktemp("slapd")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def make_slapd(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., SlapdServer]:
+    """Start fresh, independent OpenLDAP servers (same seed data, own ports and passwords), for
+    failover and outage tests; all of them are stopped when the test ends."""
+    servers: list[SlapdServer] = []
+
+    def make(**fields: Any) -> SlapdServer:
+        server = SlapdServer(tmp_path_factory.mktemp("slapd"), **fields)
+        servers.append(server)
+        return server.start()
+
+    yield make
+    for server in servers:
+        server.stop()
