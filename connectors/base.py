@@ -26,11 +26,13 @@ from ..settings import Option, Settings
 
 @dataclass(frozen=True)
 class Identity:
-    """Who signed in, as the identity provider says. JSON-safe, holds no secret.
+    """Who signed in, as the identity provider says. JSON-safe.
 
     ``groups`` are names for people (``analysts``); ``group_ids`` are the same
     groups' unambiguous identifiers where the provider has them (LDAP DNs), so
-    an operator can allow a group by either.
+    an operator can allow a group by either. ``private`` is the connector's own
+    data kept with the session (an ID token for the provider's logout, a token
+    to revoke); it never reaches the app, ``get_user_data()`` or hooks.
     """
 
     username: str
@@ -40,6 +42,13 @@ class Identity:
     group_ids: tuple[str, ...] = ()
     attributes: Mapping[str, Any] = field(default_factory=dict)
     connector: str = ""
+    private: Mapping[str, Any] = field(default_factory=dict, repr=False)
+
+    def public_dict(self) -> dict[str, Any]:
+        """What app code may see (``is_authorized_hook``): everything but ``private``."""
+        data = self.to_dict()
+        del data["private"]
+        return data
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -50,6 +59,7 @@ class Identity:
             "group_ids": list(self.group_ids),
             "attributes": dict(self.attributes),
             "connector": self.connector,
+            "private": dict(self.private),
         }
 
     @classmethod
@@ -62,6 +72,7 @@ class Identity:
             group_ids=tuple(str(g) for g in data.get("group_ids") or ()),
             attributes=dict(data.get("attributes") or {}),
             connector=str(data.get("connector") or ""),
+            private=dict(data.get("private") or {}),
         )
 
 

@@ -165,7 +165,7 @@ class Protection:
 
     def run_hooks(self, identity: Identity, client: str, via: str) -> None:
         for hook in (*_global_hooks, *self.hooks):
-            if not hook(identity.to_dict()):
+            if not hook(identity.public_dict()):
                 audit("sign_in_failed", user=identity.username, client=client, outcome="refused",
                       via=via, reason=f"is_authorized_hook {getattr(hook, '__name__', hook)}")
                 raise AuthenticationError("Your account is not allowed to use this app.",

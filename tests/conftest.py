@@ -14,6 +14,7 @@ import dash_enterprise_auth as auth
 from dash_enterprise_auth.passwords import hash_password
 
 from .servers.app_server import ROOT, RunningApp, start_app
+from .servers.oidc_server import ACCOUNTS, OidcProvider, client
 from .servers.redis_server import RedisServer
 from .servers.slapd_server import SlapdServer
 
@@ -132,3 +133,35 @@ def make_slapd(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., SlapdS
     yield make
     for server in servers:
         server.stop()
+
+
+OIDC_CLIENT_ID = "dash-app"
+OIDC_CLIENT_SECRET = "dash-app-secret-" + secrets.token_urlsafe(16)
+IN_PROCESS_APP = "http://localhost"  # the host name Flask's test client uses
+
+
+@pytest.fixture(scope="session")
+def oidc_provider(tmp_path_factory: pytest.TempPathFactory) -> OidcProvider:
+    """One real OpenID provider (panva's oidc-provider on Node.js) for the run, with ACCOUNTS and the
+    client ``dash-app`` registered for in-process apps. A test that rotates keys or changes the
+    clients uses its own from ``make_oidc_provider``."""
+    provider = OidcProvider(tmp_path_factory.mktemp("oidc"), clients=[client(
+        OIDC_CLIENT_ID, f"{IN_PROCESS_APP}/_dash-auth/callback/oidc", f"{IN_PROCESS_APP}/_dash-auth/signed-out",
+        OIDC_CLIENT_SECRET)], accounts=ACCOUNTS).start()
+    yield provider
+    provider.stop()
+
+
+@pytest.fixture
+def make_oidc_provider(tmp_path: Path) -> Callable[..., OidcProvider]:
+    """Start private providers: ``make(client(...), ttl={...})``; all stopped after the test."""
+    started: list[OidcProvider] = []
+
+    def make(*clients: dict, **options: Any) -> OidcProvider:
+        provider = OidcProvider(tmp_path / f"oidc-{len(started)}", list(clients), **options).start()
+        started.append(provider)
+        return provider
+
+    yield make
+    for provider in started:
+        provider.stop()

@@ -75,6 +75,7 @@ class OidcProvider:
     port: int = field(default_factory=free_port)
     ttl: dict | None = None  # seconds by oidc-provider model name: IdToken, AccessToken, AuthorizationCode...
     require_pkce: bool = True
+    claims_in_userinfo_only: bool = False  # like providers that keep profile claims out of the ID token
     signing_keys: dict = field(default_factory=lambda: {"keys": [new_signing_key()]})
     process: subprocess.Popen | None = None
 
@@ -110,7 +111,8 @@ class OidcProvider:
         folder.mkdir(parents=True, exist_ok=True)
         config_path = folder / "oidc-provider.json"
         config = {"port": self.port, "issuer": self.issuer, "clients": self.clients, "accounts": self.accounts,
-                  "jwks": self.signing_keys, "require_pkce": self.require_pkce}
+                  "jwks": self.signing_keys, "require_pkce": self.require_pkce,
+                  "claims_in_userinfo_only": self.claims_in_userinfo_only}
         if self.ttl:
             config["ttl"] = self.ttl
         config_path.write_text(json.dumps(config))

@@ -126,7 +126,9 @@ const provider = new Provider(config.issuer, {
   scopes: ['openid', 'offline_access', ...Object.keys(CLAIMS)],
   // Scope-requested claims go into the ID token too, not only userinfo (OIDC Core 5.4
   // would keep them in userinfo for the code flow): apps read groups from the ID token.
-  conformIdTokenClaims: false,
+  // false: claims of requested scopes go in the ID token too; true (claims_in_userinfo_only):
+  // only in userinfo, as some providers do, so clients must ask userinfo.
+  conformIdTokenClaims: Boolean(config.claims_in_userinfo_only),
   pkce: { required: () => config.require_pkce ?? true },
   // A refresh token whenever the client may use the grant, without offline_access
   // (which oidc-provider grants only with prompt=consent).

@@ -1,0 +1,123 @@
+"""The OAuth 2.0 authorization code flow with PKCE, shared by the oidc and plotly connectors.
+
+Authlib builds the requests and authenticates the client; this module adds
+what a sign-in page needs around it: a timeout on every call (well under a
+gunicorn worker's 30 s), and every answer that is not a sign-in turned into
+an ``AuthenticationError`` (a refusal page) or ``ProviderUnavailable`` (503),
+never an exception that becomes a 500.
+"""
+from __future__ import annotations
+
+import secrets
+from typing import Any, Mapping
+
+import requests
+from authlib.common.errors import AuthlibBaseError
+from authlib.integrations.requests_client import OAuth2Session
+from authlib.oauth2.rfc7636 import create_s256_code_challenge
+
+from ..errors import AuthenticationError, ServiceUnavailable
+from .base import ProviderRequest, Redirect
+
+# RFC 6749 4.1.2.1 error codes a person can cause, with what to tell them.
+PROVIDER_ERRORS = {
+    "access_denied": "The sign-in was cancelled or refused at the identity provider.",
+    "login_required": "You need to sign in at the identity provider first.",
+    "consent_required": "The identity provider needs your consent for this app.",
+    "interaction_required": "The identity provider needs you to finish signing in there.",
+}
+
+
+class ProviderUnavailable(ServiceUnavailable):
+    default_message = ("The identity provider does not answer right now, so nobody can sign in. "
+                       "Try again in a few minutes.")
+
+
+class ProviderRefused(AuthenticationError):
+    """The provider, or its answer, did not give a sign-in."""
+
+    default_message = "The identity provider did not sign you in. Please try again."
+
+
+class OAuthClient:
+    """One registered client at one authorization server."""
+
+    def __init__(self, client_id: str, client_secret: str | None, *, timeout: float,
+                 auth_method: str = "client_secret_basic") -> None:
+        self.client_id = client_id
+        self.client_secret = client_secret
+        self.timeout = timeout
+        self.auth_method = auth_method if client_secret else "none"
+
+    def _session(self, redirect_uri: str | None = None, token: Mapping[str, Any] | None = None) -> OAuth2Session:
+        return OAuth2Session(self.client_id, self.client_secret, token_endpoint_auth_method=self.auth_method,
+                             revocation_endpoint_auth_method=self.auth_method, redirect_uri=redirect_uri,
+                             token=dict(token) if token else None, default_timeout=self.timeout)
+
+    def authorize(self, endpoint: str, request: ProviderRequest, state: str, scope: str,
+                  **extra: str) -> Redirect:
+        """Where to send the browser; the PKCE verifier and redirect URI stay server-side."""
+        verifier = secrets.token_urlsafe(48)
+        url, _ = self._session(request.callback_url).create_authorization_url(
+            endpoint, state=state, scope=scope, code_challenge=create_s256_code_challenge(verifier),
+            code_challenge_method="S256", **extra)
+        return Redirect(url, {"code_verifier": verifier, "redirect_uri": request.callback_url, **extra})
+
+    def exchange(self, endpoint: str, request: ProviderRequest, pending: Mapping[str, Any]) -> dict[str, Any]:
+        """The token response for the callback's code; refusals for everything else."""
+        answer = request.args if request.method == "GET" else request.form
+        error = answer.get("error")
+        if error:
+            raise ProviderRefused(PROVIDER_ERRORS.get(error, ProviderRefused.default_message),
+                                  log_detail=f"provider answered error={error[:64]!r} "
+                                             f"{answer.get('error_description', '')[:200]!r}")
+        code = answer.get("code")
+        if not code or len(code) > 2048:
+            raise ProviderRefused(log_detail="callback without an authorization code")
+        try:
+            token = self._session(pending["redirect_uri"]).fetch_token(
+                endpoint, code=code, code_verifier=pending["code_verifier"], grant_type="authorization_code",
+                timeout=self.timeout)
+        except AuthlibBaseError as exc:  # the provider's error answer, e.g. invalid_grant for a reused code
+            raise ProviderRefused(log_detail=f"token endpoint refused the code: {exc.error} "
+                                             f"{(exc.description or '')[:200]}") from None
+        except requests.RequestException as exc:
+            raise ProviderUnavailable(log_detail=f"token endpoint {endpoint}: {describe(exc)}") from None
+        except ValueError as exc:
+            raise ProviderRefused(log_detail=f"token endpoint answered something that is not a token: {exc}") from None
+        if not token.get("access_token"):
+            raise ProviderRefused(log_detail="token response without an access_token")
+        return dict(token)
+
+    def get_json(self, url: str, token: Mapping[str, Any], params: Mapping[str, str] | None = None,
+                 ok: tuple[int, ...] = (200,)) -> tuple[int, Any]:
+        """GET an API resource with the access token: (status, JSON body or None)."""
+        try:
+            response = self._session(token=token).get(url, params=params, timeout=self.timeout)
+        except requests.RequestException as exc:
+            raise ProviderUnavailable(log_detail=f"{url}: {describe(exc)}") from None
+        if response.status_code >= 500:
+            raise ProviderUnavailable(log_detail=f"{url} answered {response.status_code}")
+        try:
+            body = response.json() if response.status_code in ok else None
+        except ValueError:
+            raise ProviderRefused(log_detail=f"{url} answered {response.status_code} with a body that is not JSON") \
+                from None
+        return response.status_code, body
+
+    def revoke(self, url: str, token: str) -> bool:
+        """Revoke an access token (RFC 7009); False when the provider did not confirm it."""
+        try:
+            response = self._session().revoke_token(url, token=token, token_type_hint="access_token",
+                                                    timeout=self.timeout)
+        except (requests.RequestException, AuthlibBaseError):
+            return False
+        return response.status_code == 200
+
+
+def describe(exc: requests.RequestException) -> str:
+    if isinstance(exc, requests.Timeout):
+        return "no answer within the timeout"
+    if isinstance(exc, requests.ConnectionError):
+        return "connection failed"
+    return type(exc).__name__

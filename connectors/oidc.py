@@ -1,0 +1,258 @@
+"""Sign-in at any OpenID Connect provider (Okta, Entra ID, Google, Keycloak, Auth0, Dex).
+
+The authorization code flow with PKCE (S256) and a nonce; the core keeps the
+state single-use and bound to the browser. The ID token is checked with
+joserfc (Authlib's JOSE library): signature against the provider's JWKS
+(refetched once when a token names an unknown key, for key rotation: the
+token comes straight from the token endpoint, so nobody else can force refetches), only
+asymmetric algorithms (never ``none``, never HMAC), and ``iss``, ``aud``,
+``azp``, ``exp``, ``iat`` and ``nonce`` with a clock skew allowance. ``aud``
+must name this client itself: a token issued to another client is refused
+even when its ``azp`` names this one.
+"""
+from __future__ import annotations
+
+import email.utils
+import secrets
+import threading
+import time
+from typing import Any, Mapping
+
+import requests
+from joserfc import jwt
+from joserfc.errors import InvalidKeyIdError, JoseError
+from joserfc.jwk import KeySet
+
+from ..errors import ConfigurationError
+from ..settings import Option, Secret, Settings, seconds, text
+from .base import Finding, Identity, ProviderRequest, Redirect, RedirectConnector
+from .oauth import OAuthClient, ProviderRefused, ProviderUnavailable, describe
+
+ISSUER = Option("DASH_AUTH_OIDC_ISSUER", text, help="issuer URL; its /.well-known/openid-configuration is read")
+CLIENT_ID = Option("DASH_AUTH_OIDC_CLIENT_ID", text)
+CLIENT_SECRET = Option("DASH_AUTH_OIDC_CLIENT_SECRET", text, secret=True)
+SCOPES = Option("DASH_AUTH_OIDC_SCOPES", text, "openid email profile",
+                help="space-separated; add groups (Okta, Keycloak, oidc-provider) where the provider has it")
+USERNAME_CLAIM = Option("DASH_AUTH_OIDC_USERNAME_CLAIM", text, "preferred_username",
+                        help="claim holding the username; Google, Auth0: email")
+GROUPS_CLAIM = Option("DASH_AUTH_OIDC_GROUPS_CLAIM", text, "groups",
+                      help="claim holding the groups, a dotted path for nested claims (realm_access.roles)")
+TIMEOUT = Option("DASH_AUTH_OIDC_TIMEOUT", seconds, 10, help="seconds to wait for the provider on each call")
+CLOCK_SKEW = Option("DASH_AUTH_OIDC_CLOCK_SKEW", seconds, 60, help="seconds of clock difference tolerated")
+
+# Asymmetric algorithms only: "none" is never a signature, and an HMAC key would be the
+# client secret, which the token's issuer is not the only one to know.
+SIGNING_ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA")
+METADATA_TTL = 3600.0
+
+
+class OidcConnector(RedirectConnector):
+    name = "oidc"
+    options = (ISSUER, CLIENT_ID, CLIENT_SECRET, SCOPES, USERNAME_CLAIM, GROUPS_CLAIM, TIMEOUT, CLOCK_SKEW)
+
+    def __init__(self, issuer: str, client_id: str, client_secret: Secret | str | None = None, *,
+                 scopes: str = "openid email profile", username_claim: str = "preferred_username",
+                 groups_claim: str = "groups", timeout: int = 10, clock_skew: int = 60) -> None:
+        if not issuer or not issuer.startswith(("https://", "http://")):
+            raise ConfigurationError("DASH_AUTH_OIDC_ISSUER is not set: use the provider's issuer URL, "
+                                     "e.g. https://login.example.com/realms/corp")
+        if not client_id:
+            raise ConfigurationError("DASH_AUTH_OIDC_CLIENT_ID is not set: use the client id registered at the provider")
+        if "openid" not in scopes.split():
+            raise ConfigurationError(f"DASH_AUTH_OIDC_SCOPES={scopes!r} is not valid: it must include openid")
+        self.issuer = issuer  # compared exactly with the discovery document and every token
+        secret = client_secret.reveal() if isinstance(client_secret, Secret) else client_secret
+        self.client = OAuthClient(client_id, secret or None, timeout=timeout)
+        self.scopes = scopes
+        self.username_claim = username_claim
+        self.groups_claim = groups_claim
+        self.timeout = timeout
+        self.clock_skew = clock_skew
+        self._lock = threading.Lock()
+        self._metadata: tuple[float, dict[str, Any]] | None = None
+        self._keys: tuple[float, KeySet] | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "OidcConnector":
+        return cls(settings.get(ISSUER), settings.get(CLIENT_ID), settings.get(CLIENT_SECRET),
+                   scopes=settings.get(SCOPES), username_claim=settings.get(USERNAME_CLAIM),
+                   groups_claim=settings.get(GROUPS_CLAIM), timeout=settings.get(TIMEOUT),
+                   clock_skew=settings.get(CLOCK_SKEW))
+
+    # -- the provider's documents --------------------------------------------------------
+
+    def _fetch(self, url: str) -> tuple[dict[str, Any], requests.Response]:
+        try:
+            response = requests.get(url, timeout=self.timeout, headers={"Accept": "application/json"})
+            response.raise_for_status()
+            body = response.json()
+        except requests.RequestException as exc:
+            raise ProviderUnavailable(log_detail=f"{url}: {describe(exc)}") from None
+        except ValueError:
+            raise ProviderUnavailable(log_detail=f"{url} did not answer JSON") from None
+        if not isinstance(body, dict):
+            raise ProviderUnavailable(log_detail=f"{url} did not answer a JSON object")
+        return body, response
+
+    def metadata(self) -> dict[str, Any]:
+        """The discovery document, cached for an hour; its issuer must be ours exactly."""
+        with self._lock:
+            if self._metadata and time.monotonic() - self._metadata[0] < METADATA_TTL:
+                return self._metadata[1]
+        url = self.issuer.rstrip("/") + "/.well-known/openid-configuration"
+        document, _ = self._fetch(url)
+        if document.get("issuer") != self.issuer:
+            raise ProviderUnavailable(log_detail=(
+                f"{url} names issuer {document.get('issuer')!r}, not DASH_AUTH_OIDC_ISSUER={self.issuer!r}: "
+                "set DASH_AUTH_OIDC_ISSUER to the exact issuer"))
+        missing = [k for k in ("authorization_endpoint", "token_endpoint", "jwks_uri") if not document.get(k)]
+        if missing:
+            raise ProviderUnavailable(log_detail=f"{url} has no {', '.join(missing)}")
+        with self._lock:
+            self._metadata = (time.monotonic(), document)
+        return document
+
+    def _key_set(self, refresh: bool = False) -> KeySet:
+        with self._lock:
+            cached = self._keys
+        if cached and not refresh:
+            return cached[1]
+        document, _ = self._fetch(self.metadata()["jwks_uri"])
+        try:
+            keys = KeySet.import_key_set(document)  # type: ignore[arg-type]
+        except (JoseError, ValueError, KeyError, TypeError) as exc:
+            raise ProviderUnavailable(log_detail=f"the provider's JWKS cannot be read: {exc}") from None
+        with self._lock:
+            self._keys = (time.monotonic(), keys)
+        return keys
+
+    # -- signing in ----------------------------------------------------------------------
+
+    def login(self, request: ProviderRequest, state: str) -> Redirect:
+        endpoint = self.metadata()["authorization_endpoint"]
+        return self.client.authorize(endpoint, request, state, self.scopes, nonce=secrets.token_urlsafe(24))
+
+    def complete(self, request: ProviderRequest, pending: Mapping[str, Any]) -> Identity:
+        answer = request.args if request.method == "GET" else request.form
+        if answer.get("iss") is not None and answer.get("iss") != self.issuer:  # RFC 9207: mix-up defence
+            raise ProviderRefused(log_detail=f"callback from issuer {answer.get('iss')[:200]!r}, not ours")
+        metadata = self.metadata()
+        token = self.client.exchange(metadata["token_endpoint"], request, pending)
+        id_token = token.get("id_token")
+        if not isinstance(id_token, str):
+            raise ProviderRefused(log_detail="token response without an id_token (is 'openid' in the scopes?)")
+        claims = self.validate_id_token(id_token, pending["nonce"])
+        if not self._claim(claims, self.groups_claim) or not self._claim(claims, self.username_claim):
+            claims = {**self._userinfo(metadata, token, claims["sub"]), **claims}
+        return self._identity(claims, id_token)
+
+    def validate_id_token(self, id_token: str, nonce: str) -> dict[str, Any]:
+        """The ID token's claims, or ProviderRefused saying what is wrong with it."""
+        algorithms = [a for a in self.metadata().get("id_token_signing_alg_values_supported") or ["RS256"]
+                      if a in SIGNING_ALGORITHMS] or ["RS256"]
+        try:
+            try:
+                decoded = jwt.decode(id_token, self._key_set(), algorithms=algorithms)
+            except InvalidKeyIdError:  # the provider rotated its keys: fetch them again, once
+                decoded = jwt.decode(id_token, self._key_set(refresh=True), algorithms=algorithms)
+            jwt.JWTClaimsRegistry(
+                leeway=self.clock_skew,
+                iss={"essential": True, "value": self.issuer},
+                aud={"essential": True, "value": self.client.client_id},
+                sub={"essential": True},
+                exp={"essential": True},
+                iat={"essential": True},
+                nonce={"essential": True, "value": nonce},
+            ).validate(decoded.claims)
+        except (JoseError, ValueError) as exc:
+            raise ProviderRefused(log_detail=f"ID token refused: {getattr(exc, 'error', '')} {exc}"[:300]) from None
+        claims = dict(decoded.claims)
+        audiences = claims["aud"] if isinstance(claims["aud"], list) else [claims["aud"]]
+        azp = claims.get("azp")
+        if (len(audiences) > 1 and azp is None) or (azp is not None and azp != self.client.client_id):
+            raise ProviderRefused(log_detail=f"ID token refused: azp {azp!r} with aud {audiences!r}")
+        if claims["iat"] > time.time() + self.clock_skew:
+            raise ProviderRefused(log_detail="ID token refused: issued in the future")
+        return claims
+
+    def _userinfo(self, metadata: Mapping[str, Any], token: Mapping[str, Any], sub: str) -> dict[str, Any]:
+        endpoint = metadata.get("userinfo_endpoint")
+        if not endpoint:
+            return {}
+        status, body = self.client.get_json(endpoint, token)
+        if status != 200 or not isinstance(body, dict):
+            raise ProviderRefused(log_detail=f"userinfo answered {status}")
+        if body.get("sub") != sub:  # OIDC Core 5.3.2: otherwise the answer may be someone else's
+            raise ProviderRefused(log_detail="userinfo sub differs from the ID token's")
+        return body
+
+    @staticmethod
+    def _claim(claims: Mapping[str, Any], path: str) -> Any:
+        value: Any = claims
+        for part in path.split("."):
+            if not isinstance(value, Mapping) or part not in value:
+                return None
+            value = value[part]
+        return value
+
+    def _identity(self, claims: Mapping[str, Any], id_token: str) -> Identity:
+        username = self._claim(claims, self.username_claim)
+        if not isinstance(username, str) or not username.strip():
+            raise ProviderRefused(log_detail=(
+                f"neither the ID token nor userinfo has a {self.username_claim!r} claim: set "
+                "DASH_AUTH_OIDC_USERNAME_CLAIM (email for Google and Auth0) or add the scope that releases it"))
+        groups = self._claim(claims, self.groups_claim) or []
+        if isinstance(groups, str):
+            groups = [groups]
+        return Identity(
+            username=username.strip(),
+            email=claims.get("email") if isinstance(claims.get("email"), str) else None,
+            display_name=claims.get("name") if isinstance(claims.get("name"), str) else None,
+            groups=tuple(str(g) for g in groups if isinstance(g, (str, int))),
+            attributes={"sub": claims["sub"], "iss": claims["iss"]},
+            connector=self.name,
+            private={"id_token": id_token},
+        )
+
+    # -- logging out, health, check ----------------------------------------------------------
+
+    def logout_url(self, identity: Identity, return_to: str) -> str | None:
+        """RP-initiated logout where the provider offers it; the local session is already gone."""
+        try:
+            endpoint = self.metadata().get("end_session_endpoint")
+        except ProviderUnavailable:
+            return None
+        if not endpoint:
+            return None
+        params = {"client_id": self.client.client_id, "post_logout_redirect_uri": return_to}
+        if identity.private.get("id_token"):
+            params["id_token_hint"] = identity.private["id_token"]
+        return requests.Request("GET", endpoint, params=params).prepare().url
+
+    def ping(self) -> None:
+        self.metadata()
+
+    def check(self, test_user: str | None = None) -> list[Finding]:
+        url = self.issuer.rstrip("/") + "/.well-known/openid-configuration"
+        findings = []
+        try:
+            _, response = self._fetch(url)
+            metadata = self.metadata()
+            findings.append(Finding(True, f"oidc discovery {url}: issuer matches, "
+                                          f"end_session_endpoint {'offered' if metadata.get('end_session_endpoint') else 'not offered (logout is local only)'}"))
+        except ProviderUnavailable as exc:
+            return [Finding(False, f"oidc discovery: {exc.log_detail}")]
+        try:
+            keys = self._key_set(refresh=True)
+            findings.append(Finding(True, f"oidc JWKS {metadata['jwks_uri']}: {len(keys.keys)} key(s)"))
+        except ProviderUnavailable as exc:
+            findings.append(Finding(False, f"oidc JWKS: {exc.log_detail}"))
+        findings.append(Finding(True, "oidc redirect URI to register at the provider: "
+                                      "https://<app host><routes prefix>_dash-auth/callback/oidc "
+                                      "(and <...>_dash-auth/signed-out as post-logout redirect URI)"))
+        date = response.headers.get("Date")
+        if date:
+            skew = abs(email.utils.parsedate_to_datetime(date).timestamp() - time.time())
+            findings.append(Finding(skew <= self.clock_skew, f"oidc clock skew to the provider: {skew:.0f} s "
+                                                             f"(allowed {self.clock_skew} s)"))
+        return findings
