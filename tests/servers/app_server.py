@@ -51,12 +51,14 @@ def start_app(
     workers: int = 2,
     cwd: Path = ROOT,
     ready_path: str = "/_dash-auth/health",
+    port: int | None = None,
 ) -> RunningApp:
     """Start ``gunicorn target`` (``module:variable``) with ``env`` on top of os.environ.
 
-    Returns once ``ready_path`` answers, or raises with the server's log.
+    ``port`` is for apps whose URL must be known before they start (registered at an
+    identity provider). Returns once ``ready_path`` answers, or raises with the server's log.
     """
-    port = free_port()
+    port = port or free_port()
     full_env = {**os.environ, **env, "PYTHONUNBUFFERED": "1"}
     log = open(log_path, "wb")
     process = subprocess.Popen(
