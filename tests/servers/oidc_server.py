@@ -24,7 +24,7 @@ from urllib.parse import urljoin, urlsplit
 
 import requests
 
-from .app_server import free_port
+from .app_server import free_port, stop_process
 
 PROVIDER_DIR = Path(__file__).resolve().parent / "oidc_provider"
 
@@ -134,13 +134,7 @@ class OidcProvider:
         raise RuntimeError(f"oidc-provider did not start:\n{self.log()[-4000:]}")
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process)
         self.process = None
 
     def set_clients(self, *clients: dict) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import redis
 
-from .app_server import free_port
+from .app_server import free_port, stop_process
 
 REDIS_SERVER = "/usr/bin/redis-server"
 
@@ -85,7 +85,5 @@ class RedisServer:
         raise RuntimeError(f"redis-server did not start:\n{(self.folder / 'redis.log').read_text()}")
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(10)
+        stop_process(self.process)
         self.process = None

@@ -14,13 +14,12 @@ import datetime
 import hashlib
 import os
 import secrets
-import signal
 import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .app_server import free_port
+from .app_server import free_port, stop_process
 
 SLAPD = "/usr/sbin/slapd"
 SLAPADD = "/usr/sbin/slapadd"
@@ -269,14 +268,7 @@ class SlapdServer:
     def stop(self) -> None:
         """Stop slapd and wait for it; the configuration and data stay for the next start()."""
         process, self.process = self.process, None
-        if process is None or process.poll() is not None:
-            return
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process)
 
     def modify(self, ldif: str, *, add: bool = False) -> None:
         """Apply LDIF changes as the directory admin (``ldapmodify``; ``add=True`` for plain entries)."""
