@@ -37,7 +37,8 @@ USERNAME_CLAIM = Option("DASH_AUTH_OIDC_USERNAME_CLAIM", text, "preferred_userna
                         help="claim holding the username; Google, Auth0: email")
 GROUPS_CLAIM = Option("DASH_AUTH_OIDC_GROUPS_CLAIM", text, "groups",
                       help="claim holding the groups, a dotted path for nested claims (realm_access.roles)")
-TIMEOUT = Option("DASH_AUTH_OIDC_TIMEOUT", seconds, 10, help="seconds to wait for the provider on each call")
+TIMEOUT = Option("DASH_AUTH_OIDC_TIMEOUT", seconds, 5,
+                 help="seconds to wait for the provider on each call (a sign-in makes up to three)")
 CLOCK_SKEW = Option("DASH_AUTH_OIDC_CLOCK_SKEW", seconds, 60, help="seconds of clock difference tolerated")
 
 # Asymmetric algorithms only: "none" is never a signature, and an HMAC key would be the
@@ -52,7 +53,7 @@ class OidcConnector(RedirectConnector):
 
     def __init__(self, issuer: str, client_id: str, client_secret: Secret | str | None = None, *,
                  scopes: str = "openid email profile", username_claim: str = "preferred_username",
-                 groups_claim: str = "groups", timeout: int = 10, clock_skew: int = 60) -> None:
+                 groups_claim: str = "groups", timeout: int = 5, clock_skew: int = 60) -> None:
         if not issuer or not issuer.startswith(("https://", "http://")):
             raise ConfigurationError("DASH_AUTH_OIDC_ISSUER is not set: use the provider's issuer URL, "
                                      "e.g. https://login.example.com/realms/corp")
