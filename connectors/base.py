@@ -95,8 +95,21 @@ class Connector(ABC):
     def from_settings(cls, settings: Settings) -> "Connector":
         """Build from settings; raise ConfigurationError at start-up on a bad value."""
 
+    def privacy_level(self) -> str | None:
+        """A privacy level this connector's own settings impose (Plotly's sharing), or None
+        for DASH_AUTH_PRIVACY."""
+        return None
+
+    def admits_share_key(self, share_key: str) -> bool:
+        """Whether a secret link's ``share_key`` lets a visitor in without signing in."""
+        return False
+
+    def sign_out(self, identity: Identity) -> None:
+        """At logout, after the session ended: revoke what the provider handed out (best effort)."""
+
     def logout_url(self, identity: Identity, return_to: str) -> str | None:
-        """Where to send the browser to end the provider's session too, if anywhere."""
+        """Where to send the browser (``return_to`` is the absolute signed-out URL) to end
+        the provider's session too, if anywhere."""
         return None
 
     def ping(self) -> None:

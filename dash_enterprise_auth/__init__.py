@@ -9,7 +9,7 @@ from .api import (
     set_user_data,
     set_username,
 )
-from .compat import BasicAuth, check_groups, list_groups, protected, protected_callback
+from .compat import BasicAuth, PlotlyAuth, check_groups, list_groups, protected, protected_callback
 from .components import create_logout_button
 from .errors import (
     AccountLocked,
@@ -25,7 +25,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AccountLocked", "AuthenticationError", "BasicAuth", "ConfigurationError", "InvalidCredentials",
-    "KerberosTicketUnavailable", "Protection", "ServiceUnavailable", "TooManyAttempts",
+    "KerberosTicketUnavailable", "PlotlyAuth", "Protection", "ServiceUnavailable", "TooManyAttempts",
     "check_groups", "create_logout_button", "get_kerberos_ticket_cache", "get_user_data",
     "get_username", "is_authorized_hook", "list_groups", "protect", "protected", "protected_callback",
     "set_user_data", "set_username",

@@ -1,7 +1,8 @@
 """The dash-auth API (1.x and 2.x) on top of this package, so migrating is one import.
 
-``BasicAuth`` maps onto the basic connector; the group helpers read the
-viewer's groups from the session instead of Flask's cookie session.
+``BasicAuth`` maps onto the basic connector and ``PlotlyAuth`` onto the
+plotly connector; the group helpers read the viewer's groups from the session
+instead of Flask's cookie session.
 """
 from __future__ import annotations
 
@@ -22,7 +23,23 @@ log = logging.getLogger("dash_enterprise_auth")
 CheckType = Literal["one_of", "all_of", "none_of"]
 
 
-class BasicAuth:
+class _Auth:
+    """What dash-auth's auth objects offered besides their constructor."""
+
+    protection: Protection
+
+    get_username = staticmethod(get_username)
+    get_user_data = staticmethod(get_user_data)
+    set_user_data = staticmethod(set_user_data)
+    set_username = staticmethod(set_username)
+
+    def is_authorized_hook(self, func: Callable[[dict], Any]) -> Callable[[dict], Any]:
+        """Extra sign-in check for this app only; returning a false value refuses."""
+        self.protection.hooks.append(func)
+        return func
+
+
+class BasicAuth(_Auth):
     """``dash_auth.BasicAuth(app, {"user": "password"})``, with a sign-in form and real sessions.
 
     Everyone in ``username_password_list`` (or accepted by ``auth_func``) may
@@ -59,15 +76,25 @@ class BasicAuth:
         self.app = app
         self.protection: Protection = protect(app, **settings)
 
-    get_username = staticmethod(get_username)
-    get_user_data = staticmethod(get_user_data)
-    set_user_data = staticmethod(set_user_data)
-    set_username = staticmethod(set_username)
 
-    def is_authorized_hook(self, func: Callable[[dict], Any]) -> Callable[[dict], Any]:
-        """Extra sign-in check for this app only; returning a false value refuses."""
-        self.protection.hooks.append(func)
-        return func
+
+class PlotlyAuth(_Auth):
+    """``dash_auth.PlotlyAuth(app, app_name, sharing, app_url)`` (dash-auth 1.x) on the plotly connector.
+
+    The Plotly server (``DASH_AUTH_PLOTLY_DOMAIN`` or ``PLOTLY_DOMAIN``) and the
+    owner's ``PLOTLY_USERNAME``/``PLOTLY_API_KEY`` come from the environment, as
+    before; the app's Flask ``secret_key`` serves when ``DASH_AUTH_SECRET_KEY`` is unset.
+    """
+
+    def __init__(self, app: Any, app_name: str, sharing: str = "private", app_url: str | None = None) -> None:
+        settings: dict[str, Any] = {"connector": "plotly", "plotly_app_name": app_name, "plotly_sharing": sharing}
+        if app_url:
+            settings["plotly_app_url"] = app_url[0] if isinstance(app_url, (list, tuple)) else app_url
+        key = getattr(getattr(app, "server", app), "secret_key", None)
+        if key and not (os.environ.get("DASH_AUTH_SECRET_KEY") or os.environ.get("DASH_AUTH_SECRET_KEY_FILE")):
+            settings["secret_key"] = str(key)
+        self.app = app
+        self.protection = protect(app, **settings)
 
 
 def list_groups(*, groups_key: str = "groups", groups_str_split: str | None = None) -> list[str] | None:

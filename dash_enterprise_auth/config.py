@@ -46,8 +46,9 @@ class CoreConfig:
     logout_url: str | None
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> "CoreConfig":
-        """Read and cross-check the core settings; fail with one clear line."""
+    def from_settings(cls, settings: Settings, privacy: str | None = None) -> "CoreConfig":
+        """Read and cross-check the core settings; fail with one clear line. ``privacy``
+        is the level a connector imposes (Plotly's sharing), instead of DASH_AUTH_PRIVACY."""
         secret = settings.get(SECRET_KEY)
         if secret is None:
             raise ConfigurationError(
@@ -61,7 +62,7 @@ class CoreConfig:
                 f"{MIN_SECRET_LENGTH} characters"
             )
         config = cls(
-            privacy=PrivacyLevel(settings.get(PRIVACY)),
+            privacy=PrivacyLevel(privacy or settings.get(PRIVACY)),
             allowed_users=settings.get(ALLOWED_USERS),
             allowed_groups=settings.get(ALLOWED_GROUPS),
             public_paths=settings.get(PUBLIC_PATHS),

@@ -54,7 +54,7 @@ def guard(protection: Protection) -> Response | None:
     if decision is Decision.ALLOW:
         return None
     if decision is Decision.SIGN_IN:
-        return _ask_to_sign_in(protection)
+        return None if protection.share_links.admit(req) else _ask_to_sign_in(protection)
     audit("forbidden", user=viewer.identity.username, client=request.remote_addr, outcome="refused",
           path=request.path)
     if wants_html(request):

@@ -18,13 +18,14 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from . import viewer as viewer_module
 from .audit import audit
-from .config import CONNECTOR, CORE_OPTIONS, DEFAULT_STORE_FILE, CoreConfig
+from .config import CONNECTOR, CORE_OPTIONS, DEFAULT_STORE_FILE, PRIVACY, CoreConfig
 from .connectors import Connector, Identity, PasswordConnector, available, connector_class
 from .errors import AuthenticationError, ConfigurationError, InvalidCredentials
 from .origin import FormToken
 from .privacy import Policy
 from .session import COOKIE_NAME, SECURE_COOKIE_NAME, SessionLayer, Timeouts
 from .settings import Settings
+from .share_links import ShareLinks
 from .stores import SessionStore, open_store, redact
 from .throttle import Throttle
 from .urls import Prefixes
@@ -70,6 +71,8 @@ class Protection:
         self.sessions = SessionLayer(store, config.secret_key, Timeouts(config.idle_timeout, config.max_age))
         self.throttle = Throttle(store)
         self.form_token = FormToken(config.secret_key)
+        self.share_links = ShareLinks(connector.admits_share_key, config.secret_key, config.max_age,
+                                      self._cookie_path)
         self.policy = Policy.build(
             config.privacy, config.allowed_users, config.allowed_groups, config.public_paths, prefixes.routes
         )
@@ -235,13 +238,18 @@ def load_configuration(overrides: Mapping[str, Any] | None = None) -> tuple[Core
     known = [*CORE_OPTIONS, *(option for name in available() for option in _options_of(name))]
     Settings.warn_unknown(known)
     settings = Settings.load(known, overrides)
-    config = CoreConfig.from_settings(settings)
     if isinstance(given, Connector):
-        return config, given
-    name = settings.get(CONNECTOR)
-    if not name:
-        raise ConfigurationError("DASH_AUTH_CONNECTOR is not set: use one of " + ", ".join(sorted(available())))
-    return config, connector_class(name).from_settings(settings)
+        connector = given
+    else:
+        name = settings.get(CONNECTOR)
+        if not name:
+            raise ConfigurationError("DASH_AUTH_CONNECTOR is not set: use one of " + ", ".join(sorted(available())))
+        connector = connector_class(name).from_settings(settings)
+    imposed = connector.privacy_level()
+    if imposed is not None and settings.is_set(PRIVACY):
+        raise ConfigurationError(f"DASH_AUTH_PRIVACY is not used with the {connector.name} connector, whose own "
+                                 f"settings decide who may view the app (here: {imposed}): unset it")
+    return CoreConfig.from_settings(settings, privacy=imposed), connector
 
 
 def _ensure_log_output() -> None:

@@ -147,6 +147,7 @@ def build_blueprint(protection: Protection, prefixes: Prefixes) -> Blueprint:
         except ServiceUnavailable as exc:
             return unavailable(exc)
         audit("sign_out", user=viewer.identity.username, client=request.remote_addr, outcome="success")
+        protection.connector.sign_out(viewer.identity)
         signed_out_url = request.host_url.rstrip("/") + prefixes.package_url(request, "signed-out")
         target = protection.connector.logout_url(viewer.identity, signed_out_url)
         response = flask.redirect(target, 302) if target else signed_out
