@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import re
+import socket
 import ssl
 import threading
 import time
@@ -171,6 +172,9 @@ class Servers:
         )
         try:
             connection.open()
+            # ldap3 leaves Nagle's algorithm on: the bind, the first request on a fresh TLS
+            # connection, then waits ~40 ms for a delayed ACK. Small requests go out at once.
+            connection.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if self.start_tls and not endpoint.use_ssl and not connection.start_tls():
                 raise LDAPStartTLSError(f"StartTLS refused: {connection.result.get('description')}")
         except BaseException:
