@@ -77,7 +77,6 @@ class BasicAuth(_Auth):
         self.protection: Protection = protect(app, **settings)
 
 
-
 class PlotlyAuth(_Auth):
     """``dash_auth.PlotlyAuth(app, app_name, sharing, app_url)`` (dash-auth 1.x) on the plotly connector.
 
