@@ -35,6 +35,8 @@ SCOPES = Option("DASH_AUTH_OIDC_SCOPES", text, "openid email profile",
                 help="space-separated; add groups (Okta, Keycloak, oidc-provider) where the provider has it")
 USERNAME_CLAIM = Option("DASH_AUTH_OIDC_USERNAME_CLAIM", text, "preferred_username",
                         help="claim holding the username; Google, Auth0: email")
+EMAIL_CLAIM = Option("DASH_AUTH_OIDC_EMAIL_CLAIM", text, "email")
+NAME_CLAIM = Option("DASH_AUTH_OIDC_NAME_CLAIM", text, "name", help="claim holding the display name")
 GROUPS_CLAIM = Option("DASH_AUTH_OIDC_GROUPS_CLAIM", text, "groups",
                       help="claim holding the groups, a dotted path for nested claims (realm_access.roles)")
 TIMEOUT = Option("DASH_AUTH_OIDC_TIMEOUT", seconds, 5,
@@ -49,11 +51,12 @@ METADATA_TTL = 3600.0
 
 class OidcConnector(RedirectConnector):
     name = "oidc"
-    options = (ISSUER, CLIENT_ID, CLIENT_SECRET, SCOPES, USERNAME_CLAIM, GROUPS_CLAIM, TIMEOUT, CLOCK_SKEW)
+    options = (ISSUER, CLIENT_ID, CLIENT_SECRET, SCOPES, USERNAME_CLAIM, EMAIL_CLAIM, NAME_CLAIM, GROUPS_CLAIM,
+               TIMEOUT, CLOCK_SKEW)
 
     def __init__(self, issuer: str, client_id: str, client_secret: Secret | str | None = None, *,
                  scopes: str = "openid email profile", username_claim: str = "preferred_username",
-                 groups_claim: str = "groups", timeout: int = 5, clock_skew: int = 60) -> None:
+                 email_claim: str = "email", name_claim: str = "name", groups_claim: str = "groups", timeout: int = 5, clock_skew: int = 60) -> None:
         if not issuer or not issuer.startswith(("https://", "http://")):
             raise ConfigurationError("DASH_AUTH_OIDC_ISSUER is not set: use the provider's issuer URL, "
                                      "e.g. https://login.example.com/realms/corp")
@@ -66,6 +69,8 @@ class OidcConnector(RedirectConnector):
         self.client = OAuthClient(client_id, secret or None, timeout=timeout)
         self.scopes = scopes
         self.username_claim = username_claim
+        self.email_claim = email_claim
+        self.name_claim = name_claim
         self.groups_claim = groups_claim
         self.timeout = timeout
         self.clock_skew = clock_skew
@@ -77,6 +82,7 @@ class OidcConnector(RedirectConnector):
     def from_settings(cls, settings: Settings) -> "OidcConnector":
         return cls(settings.get(ISSUER), settings.get(CLIENT_ID), settings.get(CLIENT_SECRET),
                    scopes=settings.get(SCOPES), username_claim=settings.get(USERNAME_CLAIM),
+                   email_claim=settings.get(EMAIL_CLAIM), name_claim=settings.get(NAME_CLAIM),
                    groups_claim=settings.get(GROUPS_CLAIM), timeout=settings.get(TIMEOUT),
                    clock_skew=settings.get(CLOCK_SKEW))
 
@@ -205,10 +211,11 @@ class OidcConnector(RedirectConnector):
         groups = self._claim(claims, self.groups_claim) or []
         if isinstance(groups, str):
             groups = [groups]
+        email, name = self._claim(claims, self.email_claim), self._claim(claims, self.name_claim)
         return Identity(
             username=username.strip(),
-            email=claims.get("email") if isinstance(claims.get("email"), str) else None,
-            display_name=claims.get("name") if isinstance(claims.get("name"), str) else None,
+            email=email if isinstance(email, str) else None,
+            display_name=name if isinstance(name, str) else None,
             groups=tuple(str(g) for g in groups if isinstance(g, (str, int))),
             attributes={"sub": claims["sub"], "iss": claims["iss"]},
             connector=self.name,

@@ -82,6 +82,17 @@ def test_an_analyst_signs_in_at_the_provider_and_the_app_knows_her(make_app, oid
     assert status == 200 and "Hello alice" in json.dumps(body)
 
 
+def test_claims_are_configurable_with_dotted_paths(oidc_provider):
+    connector = connector_for(oidc_provider, oidc_username_claim="email", oidc_name_claim="profile.display",
+                              oidc_email_claim="email", oidc_groups_claim="realm_access.roles")
+    identity = connector._identity({"sub": "a1", "iss": oidc_provider.issuer, "email": "alice@example.org",
+                                    "profile": {"display": "Alice L."}, "realm_access": {"roles": ["analysts"]}},
+                                   "id-token")
+    assert (identity.username, identity.email, identity.display_name, identity.groups) == (
+        "alice@example.org", "alice@example.org", "Alice L.", ("analysts",))
+    assert identity.private == {"id_token": "id-token"} and "id_token" not in identity.public_dict()["attributes"]
+
+
 def test_a_person_outside_the_allowed_groups_is_refused(make_app, oidc_provider):
     app = make_app(**oidc_settings(oidc_provider))
     browser = app.server.test_client()
