@@ -46,7 +46,7 @@ from urllib.parse import urlencode, urlsplit
 
 import requests
 
-from processes import stop_group
+from processes import BenchError, free_port, run, stop_group
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
@@ -62,9 +62,6 @@ DEFAULT_USERS = "alice,bob,jsmith,nina"
 # DASH_AUTH_LDAP_GROUP_BASE): username, mail, display name, cn, AD flags, memberOf.
 USER_ATTRIBUTES = ["uid", "mail", "displayName", "cn", "userAccountControl", "memberOf"]
 
-
-class BenchError(RuntimeError):
-    """The run cannot be measured meaningfully; the message says why."""
 
 
 # -- one sign-in of each kind --------------------------------------------------------------------
@@ -356,11 +353,6 @@ class Clients:
 
 # -- the app under gunicorn ----------------------------------------------------------------------
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 @dataclass
 class App:
@@ -629,8 +621,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except BenchError as exc:
-        print(f"benchmark aborted: {exc}", file=sys.stderr)
-        sys.exit(2)
+    run(main)

@@ -4,8 +4,29 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
+from typing import Callable
+
+
+class BenchError(RuntimeError):
+    """The run cannot be measured meaningfully; the message says why."""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run(main: Callable[[], int]) -> None:
+    """Exit with main()'s status, or 2 with the reason when the run cannot be measured."""
+    try:
+        sys.exit(main())
+    except BenchError as exc:
+        print(f"benchmark aborted: {exc}", file=sys.stderr)
+        sys.exit(2)
 
 
 def stop_group(process: subprocess.Popen) -> None:

@@ -23,7 +23,6 @@ import json
 import os
 import re
 import secrets
-import socket
 import statistics
 import subprocess
 import sys
@@ -35,7 +34,7 @@ from pathlib import Path
 
 import requests
 
-from processes import prepare, stop_group
+from processes import BenchError, free_port, prepare, run, stop_group
 from redis_server import RedisServer, RedisUnavailable, start_redis
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -110,14 +109,6 @@ class WrkResult:
     socket_errors: int
 
 
-class BenchError(RuntimeError):
-    """A variant cannot be measured meaningfully; the message says why."""
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def base_env() -> dict[str, str]:
@@ -476,8 +467,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except BenchError as exc:
-        print(f"benchmark aborted: {exc}", file=sys.stderr)
-        sys.exit(2)
+    run(main)
