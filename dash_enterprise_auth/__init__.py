@@ -6,6 +6,8 @@ from .api import (
     get_kerberos_ticket_cache,
     get_user_data,
     get_username,
+    kerberos_ccache,
+    kerberos_ccache_file,
     set_user_data,
     set_username,
 )
@@ -27,6 +29,6 @@ __all__ = [
     "AccountLocked", "AuthenticationError", "BasicAuth", "ConfigurationError", "InvalidCredentials",
     "KerberosTicketUnavailable", "PlotlyAuth", "Protection", "ServiceUnavailable", "TooManyAttempts",
     "check_groups", "create_logout_button", "get_kerberos_ticket_cache", "get_user_data",
-    "get_username", "is_authorized_hook", "list_groups", "protect", "protected", "protected_callback",
+    "get_username", "is_authorized_hook", "kerberos_ccache", "kerberos_ccache_file", "list_groups", "protect", "protected", "protected_callback",
     "set_user_data", "set_username",
 ]

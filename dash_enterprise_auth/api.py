@@ -2,17 +2,18 @@
 from __future__ import annotations
 
 import json
-from typing import Any, Callable
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Callable, Iterator
 
+from .kerberos import PRIVATE_KEY, TIME_FORMAT, KerberosTicketUnavailable, ccache_in_environment, private_ccache
 from .viewer import Viewer, current_protection, current_viewer
 
 # Fields of get_user_data() that come from the identity provider and that
 # set_user_data() cannot overwrite.
-IDENTITY_FIELDS = ("username", "preferred_username", "email", "name", "groups", "group_ids", "connector")
-
-
-class KerberosTicketUnavailable(RuntimeError):
-    """No Kerberos ticket exists for this viewer's sign-in, or it has expired."""
+IDENTITY_FIELDS = ("username", "preferred_username", "email", "name", "groups", "group_ids", "connector",
+                   "kerberos_ticket_expiry")
 
 
 def get_username() -> str | None:
@@ -42,7 +43,15 @@ def get_user_data() -> dict[str, Any]:
         "groups": list(identity.groups),
         "group_ids": list(identity.group_ids),
         "connector": identity.connector,
+        **_ticket_expiry(identity.private),
     }
+
+
+def _ticket_expiry(private: dict[str, Any]) -> dict[str, str]:
+    sealed = private.get(PRIVATE_KEY) or {}
+    if "expires_at" not in sealed:
+        return {}
+    return {"kerberos_ticket_expiry": time.strftime(TIME_FORMAT, time.gmtime(sealed["expires_at"]))}
 
 
 def set_user_data(data: dict[str, Any]) -> None:
@@ -70,13 +79,51 @@ def set_username(username: str) -> None:
 
 
 def get_kerberos_ticket_cache() -> bytes:
-    """The viewer's Kerberos credential cache (MIT ccache bytes)."""
+    """The viewer's Kerberos credential cache: the bytes of an MIT ccache file.
+
+    Raises KerberosTicketUnavailable saying why when there is none: the app
+    gets no tickets (``DASH_AUTH_KRB5_REALM`` unset), this sign-in got none
+    (and why), or the ticket has expired.
+    """
     viewer = current_viewer("get_kerberos_ticket_cache")
-    who = viewer.identity.username if viewer else "an anonymous viewer"
-    raise KerberosTicketUnavailable(
-        f"no Kerberos ticket exists for {who}: this app obtains no Kerberos tickets at sign-in "
-        "(DASH_AUTH_KRB5_REALM is not configured)"
-    )
+    if viewer is None:
+        raise KerberosTicketUnavailable("no Kerberos ticket exists for an anonymous viewer")
+    kerberos = current_protection().kerberos
+    if kerberos is None:
+        raise KerberosTicketUnavailable(
+            f"no Kerberos ticket exists for {viewer.identity.username}: this app obtains no Kerberos tickets "
+            "at sign-in (DASH_AUTH_KRB5_REALM is not configured)")
+    ticket = kerberos.unseal(viewer.identity.private)
+    if ticket.expires_at <= time.time():
+        raise KerberosTicketUnavailable(
+            f"the Kerberos ticket of {ticket.principal} expired at "
+            f"{time.strftime(TIME_FORMAT, time.gmtime(ticket.expires_at))}: sign in again for a new one")
+    return ticket.ccache
+
+
+@contextmanager
+def kerberos_ccache_file() -> Iterator[Path]:
+    """The viewer's ticket cache as a private file (mode 0600), removed after the block.
+
+    Safe in threaded servers: pass the path to the client library instead of
+    using the environment, e.g. ``gssapi.Credentials(usage="initiate",
+    store={"ccache": f"FILE:{path}"})``.
+    """
+    with private_ccache(get_kerberos_ticket_cache()) as path:
+        yield path
+
+
+@contextmanager
+def kerberos_ccache() -> Iterator[str]:
+    """Point ``KRB5CCNAME`` at the viewer's ticket cache for the block, then restore it.
+
+    For client libraries that only read ``KRB5CCNAME`` (most database drivers).
+    The environment is the whole process's, so these blocks run one at a time
+    per process (a lock); where the library takes a cache name, prefer
+    :func:`kerberos_ccache_file`.
+    """
+    with ccache_in_environment(get_kerberos_ticket_cache()) as name:
+        yield name
 
 
 def _custom_data(viewer: Viewer) -> dict[str, Any]:

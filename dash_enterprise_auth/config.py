@@ -22,10 +22,12 @@ IDLE_TIMEOUT = Option("DASH_AUTH_SESSION_IDLE_TIMEOUT", seconds, 8 * 3600)
 MAX_AGE = Option("DASH_AUTH_SESSION_MAX_AGE", seconds, 24 * 3600)
 PROXY_HOPS = Option("DASH_AUTH_PROXY_HOPS", count, 0)
 LOGOUT_URL = Option("DASH_LOGOUT_URL", text)
+KRB5_REALM = Option("DASH_AUTH_KRB5_REALM", text,
+                    help="realm in which password sign-ins also get a Kerberos ticket (e.g. CORP.EXAMPLE.COM)")
 
 CORE_OPTIONS = (
     CONNECTOR, PRIVACY, ALLOWED_USERS, ALLOWED_GROUPS, PUBLIC_PATHS, SECRET_KEY,
-    SESSION_STORE, IDLE_TIMEOUT, MAX_AGE, PROXY_HOPS, LOGOUT_URL,
+    SESSION_STORE, IDLE_TIMEOUT, MAX_AGE, PROXY_HOPS, LOGOUT_URL, KRB5_REALM,
 )
 
 MIN_SECRET_LENGTH = 32
@@ -44,6 +46,7 @@ class CoreConfig:
     max_age: int
     proxy_hops: int
     logout_url: str | None
+    krb5_realm: str | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings, privacy: str | None = None) -> "CoreConfig":
@@ -72,6 +75,7 @@ class CoreConfig:
             max_age=settings.get(MAX_AGE),
             proxy_hops=settings.get(PROXY_HOPS),
             logout_url=settings.get(LOGOUT_URL),
+            krb5_realm=settings.get(KRB5_REALM),
         )
         if config.privacy is PrivacyLevel.RESTRICTED and not (config.allowed_users or config.allowed_groups):
             raise ConfigurationError(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
+import time
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -21,12 +22,13 @@ from .audit import audit
 from .config import CONNECTOR, CORE_OPTIONS, DEFAULT_STORE_FILE, PRIVACY, CoreConfig
 from .connectors import Connector, Identity, PasswordConnector, available, connector_class
 from .errors import AuthenticationError, ConfigurationError, InvalidCredentials
+from .kerberos import Kerberos
 from .origin import FormToken
 from .privacy import Policy
 from .session import COOKIE_NAME, SECURE_COOKIE_NAME, SessionLayer, Timeouts
 from .settings import Settings
 from .share_links import ShareLinks
-from .stores import SessionStore, open_store, redact
+from .stores import SessionRecord, SessionStore, open_store, redact
 from .throttle import Throttle
 from .urls import Prefixes
 from .viewer import Viewer
@@ -71,6 +73,7 @@ class Protection:
         self.sessions = SessionLayer(store, config.secret_key, Timeouts(config.idle_timeout, config.max_age))
         self.throttle = Throttle(store)
         self.form_token = FormToken(config.secret_key)
+        self.kerberos = Kerberos(config.krb5_realm, config.secret_key) if config.krb5_realm else None
         self.share_links = ShareLinks(connector.admits_share_key, config.secret_key, config.max_age,
                                       self._cookie_path)
         self.policy = Policy.build(
@@ -110,15 +113,24 @@ class Protection:
 
     def viewer_from_cookie(self, request: Request) -> Viewer | None:
         record = self.sessions.resume(request.cookies.get(self.cookie_name(request)))
-        return Viewer(record.as_identity(), record) if record else None
+        return self._viewer(record) if record else None
 
     def viewer_from_cookies(self, cookies: Mapping[str, str]) -> Viewer | None:
         """For background callbacks, where the scheme of the original request is unknown."""
         for name in (SECURE_COOKIE_NAME, COOKIE_NAME):
             record = self.sessions.resume(cookies.get(name))
             if record is not None:
-                return Viewer(record.as_identity(), record)
+                return self._viewer(record)
         return None
+
+    def _viewer(self, record: SessionRecord) -> Viewer:
+        """The viewer of a live record; renews its Kerberos ticket when that is due."""
+        identity = record.as_identity()
+        if self.kerberos is not None and self.kerberos.due_for_renewal(identity.private, time.time()):
+            renewed = self.kerberos.renewed(identity)
+            if renewed is not None and self.sessions.replace_identity(record, renewed):
+                identity = renewed
+        return Viewer(identity, record)
 
     def viewer_from_header(self, request: Request) -> Viewer | None:
         """HTTP Basic credentials for scripts; None when the request has none.
@@ -164,6 +176,8 @@ class Protection:
             raise
         self.run_hooks(identity, client, via)
         self.throttle.succeeded(username)
+        if self.kerberos is not None and via == "form":  # header requests keep no session to hold it
+            identity = self.kerberos.attach(identity, password)
         return identity
 
     def run_hooks(self, identity: Identity, client: str, via: str) -> None:

@@ -109,6 +109,15 @@ class SessionLayer:
     def end(self, record: SessionRecord) -> None:
         self.store.delete(record.key)
 
+    def replace_identity(self, record: SessionRecord, identity: Identity) -> bool:
+        """Store a changed identity (a renewed ticket in its private part); False when the
+        session has ended meanwhile."""
+        if not self.store.update(record.key, {"identity": identity.to_dict()}):
+            return False
+        record.identity = identity.to_dict()
+        record._identity = identity
+        return True
+
     def save_user_data(self, record: SessionRecord, data: dict[str, Any]) -> None:
         """Replace the record's custom data, and nothing else of it; RuntimeError when the
         session has ended meanwhile, so a write is never reported done when it is not."""

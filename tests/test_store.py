@@ -151,6 +151,13 @@ class TestPartialUpdates:  # part of the store contract, run on every backend
         assert got.user_data == {"theme": "dark"} and got.last_seen == later and got.expires_at == later + 60
         assert got.identity == {"username": "alice"} and got.username == "alice"
 
+    def test_a_changed_identity_replaces_the_stored_one_and_nothing_else(self, store):
+        store.put(record(note="keep"))
+        renewed = {"username": "alice", "private": {"krb5": {"expires_at": 123.0}}}
+        assert store.update("k1", {"identity": renewed})
+        got = store.get("k1")
+        assert got.identity == renewed and got.user_data == {"note": "keep"} and got.username == "alice"
+
     def test_update_of_an_ended_session_does_not_bring_it_back(self, store):
         store.put(record())
         store.delete("k1")

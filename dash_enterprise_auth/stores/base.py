@@ -19,6 +19,11 @@ _PARSED: dict[Hashable, "SessionRecord"] = {}
 _PARSED_MAX = 4096
 
 
+# Fields of a record that SessionStore.update may change; the rest is fixed at sign-in.
+# ``identity`` changes only when the connector's private data does (a renewed Kerberos ticket).
+UPDATABLE = ("last_seen", "expires_at", "user_data", "identity")
+
+
 def redact(url: str) -> str:
     """A store URL fit for messages and logs: the password (anything before ``@``) hidden."""
     scheme, sep, rest = url.partition("://")
@@ -105,8 +110,8 @@ class SessionStore(ABC):
 
     @abstractmethod
     def update(self, key: str, changes: dict[str, Any]) -> bool:
-        """Change some of ``last_seen``, ``expires_at`` and ``user_data`` of a live record
-        in one atomic step, leaving the rest as stored; False when the record is gone.
+        """Change some of the ``UPDATABLE`` fields of a live record in one atomic step,
+        leaving the rest as stored; False when the record is gone.
 
         Requests of one session run at once on many workers: a request that
         refreshes the idle timer must not write back user data it read

@@ -19,7 +19,7 @@ import redis
 from redis.exceptions import RedisError
 
 from ..errors import SessionStoreUnavailable
-from .base import SessionRecord, SessionStore, redact
+from .base import UPDATABLE, SessionRecord, SessionStore, redact
 
 log = logging.getLogger("dash_enterprise_auth")
 
@@ -121,7 +121,7 @@ class RedisStore(SessionStore):
 
     def update(self, key: str, changes: dict[str, Any]) -> bool:
         fields: list[str] = []
-        for name in ("last_seen", "expires_at", "user_data"):
+        for name in UPDATABLE:
             if name in changes:
                 value = changes[name]
                 fields += [name, json.dumps(value, separators=(",", ":")) if name in JSON_FIELDS else repr(value)]

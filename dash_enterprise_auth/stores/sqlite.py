@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from ..errors import ConfigurationError, SessionStoreUnavailable
-from .base import SessionRecord, SessionStore
+from .base import UPDATABLE, SessionRecord, SessionStore
 
 log = logging.getLogger("dash_enterprise_auth")
 
@@ -89,7 +89,7 @@ class SQLiteStore(SessionStore):
 
     def update(self, key: str, changes: dict) -> bool:
         paths, args = [], []
-        for name in ("last_seen", "expires_at", "user_data"):
+        for name in UPDATABLE:
             if name in changes:
                 paths.append(f"'$.{name}', json(?)")
                 args.append(json.dumps(changes[name], separators=(",", ":")))

@@ -1,0 +1,227 @@
+"""The viewer's Kerberos tickets: obtained at a password sign-in, kept encrypted with the session.
+
+With ``DASH_AUTH_KRB5_REALM`` set, a sign-in through the form (ldap or basic
+connector) also asks the KDC for a TGT with the password just given, through
+gssapi's ``acquire_cred_with_password`` (in memory, no ``KRB5CCNAME``, never
+a command line). The credential cache it writes is read back as bytes,
+encrypted with a key derived from the app secret (Fernet, from
+``cryptography``) and kept in the session record's private part: never in a
+cookie, ``get_user_data()``, a log line or a page. It goes with the session
+at logout and expiry, and is renewed (pykrb5) before it expires while the
+session is in use and the ticket's ``renew_till`` is still ahead.
+
+A Kerberos failure never fails the sign-in: the viewer signs in, and
+``get_kerberos_ticket_cache()`` raises, saying why there is no ticket.
+"""
+from __future__ import annotations
+
+import base64
+import logging
+import os
+import shutil
+import tempfile
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Mapping
+
+from .settings import Secret
+
+log = logging.getLogger("dash_enterprise_auth")
+
+PRIVATE_KEY = "krb5"  # where Identity.private keeps the ticket
+# Renew once less than this share of the ticket's life is left, so a request every few
+# minutes keeps a ticket alive without asking the KDC on every request.
+RENEW_WHEN_LEFT = 0.5
+TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+
+
+class KerberosTicketUnavailable(RuntimeError):
+    """No Kerberos ticket exists for this viewer's sign-in, or it has expired."""
+
+
+@dataclass(frozen=True)
+class Ticket:
+    """A credential cache and the times that matter about its TGT."""
+
+    principal: str
+    ccache: bytes
+    expires_at: float
+    renew_till: float
+
+    @property
+    def renewable(self) -> bool:
+        # MIT marks tickets renewable even with a zero renewable life: trust renew_till, not the flag.
+        return self.renew_till > time.time()
+
+
+@contextmanager
+def private_ccache(data: bytes | None = None) -> Iterator[Path]:
+    """A credential cache file only this process's user can read, removed afterwards."""
+    folder = Path(tempfile.mkdtemp(prefix="dash-auth-krb5-"))  # mode 0700
+    path = folder / "ccache"
+    try:
+        if data is not None:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as file:
+                file.write(data)
+        yield path
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _ticket_times(path: Path, principal: str) -> tuple[float, float]:
+    """(end time, renew-till) of the TGT in a credential cache file, read with pykrb5."""
+    import krb5
+
+    context = krb5.init_context()
+    cache = krb5.cc_resolve(context, f"FILE:{path}".encode())
+    client = krb5.cc_get_principal(context, cache)
+    realm = principal.rpartition("@")[2]
+    server = krb5.parse_name_flags(context, f"krbtgt/{realm}@{realm}".encode())
+    match = krb5.Creds()
+    match.client, match.server = client, server
+    creds = krb5.cc_retrieve_cred(context, cache, 0, match)
+    return float(creds.times.endtime), float(creds.times.renew_till)
+
+
+class Kerberos:
+    """Tickets for one app: its realm and the key that encrypts them at rest."""
+
+    def __init__(self, realm: str, secret_key: Secret) -> None:
+        from cryptography.fernet import Fernet
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+        self.realm = realm
+        key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None,
+                   info=b"dash-enterprise-auth kerberos ticket cache v1").derive(secret_key.reveal().encode())
+        self._fernet = Fernet(base64.urlsafe_b64encode(key))
+
+    # -- obtaining and renewing ------------------------------------------------------------
+
+    def with_password(self, username: str, password: str) -> Ticket:
+        """A TGT for ``username@realm``; KerberosTicketUnavailable says why not."""
+        import gssapi
+        import gssapi.raw
+
+        principal = f"{username}@{self.realm}"
+        try:
+            name = gssapi.Name(principal, gssapi.NameType.kerberos_principal)
+            creds = gssapi.raw.acquire_cred_with_password(name, password.encode(), usage="initiate").creds
+            with private_ccache() as path:
+                gssapi.raw.store_cred_into({b"ccache": f"FILE:{path}".encode()}, creds, usage="initiate",
+                                           overwrite=True)
+                expires_at, renew_till = _ticket_times(path, principal)
+                return Ticket(principal, path.read_bytes(), expires_at, renew_till)
+        except gssapi.exceptions.GSSError as exc:
+            raise KerberosTicketUnavailable(f"the KDC gave no ticket for {principal}: {_gss_reason(exc)}") from None
+
+    def renew(self, ticket: Ticket) -> Ticket:
+        import krb5
+
+        with private_ccache(ticket.ccache) as path:
+            try:
+                context = krb5.init_context()
+                cache = krb5.cc_resolve(context, f"FILE:{path}".encode())
+                client = krb5.cc_get_principal(context, cache)
+                creds = krb5.get_renewed_creds(context, client, cache)
+                krb5.cc_initialize(context, cache, client)
+                krb5.cc_store_cred(context, cache, creds)
+            except krb5.Krb5Error as exc:
+                raise KerberosTicketUnavailable(f"renewing the ticket of {ticket.principal} failed: {exc}") from None
+            return Ticket(ticket.principal, path.read_bytes(), float(creds.times.endtime),
+                          float(creds.times.renew_till))
+
+    # -- keeping it with the session ----------------------------------------------------------
+
+    def seal(self, ticket: Ticket) -> dict[str, Any]:
+        """What goes into ``Identity.private``: the cache encrypted, the times in clear."""
+        return {"principal": ticket.principal, "ccache": self._fernet.encrypt(ticket.ccache).decode(),
+                "expires_at": ticket.expires_at, "renew_till": ticket.renew_till, "issued_at": time.time()}
+
+    def unseal(self, private: Mapping[str, Any]) -> Ticket:
+        """The ticket kept for a session; KerberosTicketUnavailable with the reason otherwise."""
+        from cryptography.fernet import InvalidToken
+
+        sealed = private.get(PRIVATE_KEY)
+        if not sealed:
+            raise KerberosTicketUnavailable("this sign-in obtained no Kerberos ticket (only password sign-ins "
+                                            "through the form do)")
+        if sealed.get("error"):
+            raise KerberosTicketUnavailable(sealed["error"])
+        try:
+            data = self._fernet.decrypt(sealed["ccache"].encode())
+        except (InvalidToken, KeyError, AttributeError):
+            raise KerberosTicketUnavailable("the stored ticket cannot be decrypted (was DASH_AUTH_SECRET_KEY "
+                                            "changed?); sign in again") from None
+        return Ticket(sealed["principal"], data, float(sealed["expires_at"]), float(sealed["renew_till"]))
+
+    def attach(self, identity: Any, password: str) -> Any:
+        """``identity`` with a ticket (or the reason there is none) in its private part."""
+        try:
+            sealed = self.seal(self.with_password(identity.username, password))
+        except KerberosTicketUnavailable as exc:
+            log.warning("dash-enterprise-auth: no Kerberos ticket for %s: %s", identity.username, exc)
+            sealed = {"error": str(exc)}
+        return _with_private(identity, {**identity.private, PRIVATE_KEY: sealed})
+
+    def due_for_renewal(self, private: Mapping[str, Any], now: float) -> bool:
+        """Cheap (no decryption): whether a kept ticket should be renewed now."""
+        sealed = private.get(PRIVATE_KEY)
+        if not sealed or "expires_at" not in sealed:
+            return False
+        expires_at, renew_till = sealed["expires_at"], sealed["renew_till"]
+        life = max(1.0, expires_at - sealed.get("issued_at", now))
+        return now < expires_at < renew_till and expires_at - now < life * RENEW_WHEN_LEFT
+
+    def renewed(self, identity: Any) -> Any | None:
+        """``identity`` with its ticket renewed, or None when that failed (the old one stays)."""
+        try:
+            ticket = self.renew(self.unseal(identity.private))
+        except KerberosTicketUnavailable as exc:
+            log.warning("dash-enterprise-auth: %s", exc)
+            return None
+        return _with_private(identity, {**identity.private, PRIVATE_KEY: self.seal(ticket)})
+
+
+def _with_private(identity: Any, private: dict[str, Any]) -> Any:
+    from dataclasses import replace
+
+    return replace(identity, private=private)
+
+
+def _gss_reason(exc: Exception) -> str:
+    """The Kerberos part of a GSSError: 'Preauthentication failed', 'Client not found', ..."""
+    minor = getattr(exc, "min_code", None)
+    text = str(exc)
+    if "Minor" in text:
+        text = text.split("Minor (", 1)[-1].split("): ", 1)[-1].rstrip(")")
+    return f"{text.strip()}" + (f" (minor {minor})" if minor else "")
+
+
+# -- the KRB5CCNAME helper --------------------------------------------------------------------
+
+_environment_lock = threading.Lock()
+
+
+@contextmanager
+def ccache_in_environment(data: bytes) -> Iterator[str]:
+    """Write ``data`` to a private file and point ``KRB5CCNAME`` at it for the block.
+
+    The environment belongs to the whole process, so blocks are serialised by a
+    lock: two threads never see each other's tickets, at the price of waiting.
+    """
+    with private_ccache(data) as path, _environment_lock:
+        name = f"FILE:{path}"
+        previous = os.environ.get("KRB5CCNAME")
+        os.environ["KRB5CCNAME"] = name
+        try:
+            yield name
+        finally:
+            if previous is None:
+                os.environ.pop("KRB5CCNAME", None)
+            else:
+                os.environ["KRB5CCNAME"] = previous
