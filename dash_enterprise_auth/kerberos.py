@@ -76,15 +76,13 @@ def _ticket_times(path: Path, principal: str) -> tuple[float, float]:
     """(end time, renew-till) of the TGT in a credential cache file, read with pykrb5."""
     import krb5
 
-    context = krb5.init_context()
-    cache = krb5.cc_resolve(context, f"FILE:{path}".encode())
-    client = krb5.cc_get_principal(context, cache)
     realm = principal.rpartition("@")[2]
-    server = krb5.parse_name_flags(context, f"krbtgt/{realm}@{realm}".encode())
-    match = krb5.Creds()
-    match.client, match.server = client, server
-    creds = krb5.cc_retrieve_cred(context, cache, 0, match)
-    return float(creds.times.endtime), float(creds.times.renew_till)
+    tgt = f"krbtgt/{realm}@{realm}".encode()
+    cache = krb5.cc_resolve(krb5.init_context(), f"FILE:{path}".encode())
+    for creds in cache:
+        if creds.server.name == tgt:
+            return float(creds.times.endtime), float(creds.times.renew_till)
+    raise KerberosTicketUnavailable(f"the KDC's answer for {principal} holds no TGT")
 
 
 class Kerberos:
@@ -166,6 +164,10 @@ class Kerberos:
         except KerberosTicketUnavailable as exc:
             log.warning("dash-enterprise-auth: no Kerberos ticket for %s: %s", identity.username, exc)
             sealed = {"error": str(exc)}
+        except Exception as exc:  # a Kerberos problem must never fail the sign-in itself
+            log.exception("dash-enterprise-auth: getting a Kerberos ticket for %s failed", identity.username)
+            sealed = {"error": f"getting a Kerberos ticket failed unexpectedly ({type(exc).__name__}); "
+                               "the operator's log has the details"}
         return _with_private(identity, {**identity.private, PRIVATE_KEY: sealed})
 
     def due_for_renewal(self, private: Mapping[str, Any], now: float) -> bool:
@@ -183,6 +185,9 @@ class Kerberos:
             ticket = self.renew(self.unseal(identity.private))
         except KerberosTicketUnavailable as exc:
             log.warning("dash-enterprise-auth: %s", exc)
+            return None
+        except Exception:  # the request goes on with the ticket it has
+            log.exception("dash-enterprise-auth: renewing the Kerberos ticket of %s failed", identity.username)
             return None
         return _with_private(identity, {**identity.private, PRIVATE_KEY: self.seal(ticket)})
 

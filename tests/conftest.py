@@ -165,3 +165,77 @@ def make_oidc_provider(tmp_path: Path) -> Callable[..., OidcProvider]:
     yield make
     for provider in started:
         provider.stop()
+
+
+# -- Kerberos: a real MIT KDC and a Negotiate (SPNEGO) service ---------------------------------
+
+import os  # noqa: E402  (this section's own imports, kept with it)
+
+from .servers.kdc_server import KdcServer  # noqa: E402
+
+
+def _point_krb5_at(server: KdcServer) -> dict[str, str | None]:
+    """Make libkrb5 in this process (python-gssapi) and its children use ``server``'s realm;
+    returns what to restore."""
+    saved = {name: os.environ.get(name) for name in server.env}
+    os.environ.update(server.env)
+    return saved
+
+
+def _restore_environ(saved: dict[str, str | None]) -> None:
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+
+
+@pytest.fixture(scope="session")
+def kdc(tmp_path_factory: pytest.TempPathFactory) -> KdcServer:
+    """One real MIT KDC for realm EXAMPLE.ORG for the whole run (tests.servers.kdc_server: alice, bob,
+    jsmith and nina with their LDAP directory passwords, HTTP/localhost and dash-app/localhost with
+    keytabs). KRB5_CONFIG / KRB5_KDC_PROFILE point at it in os.environ until the run ends.
+
+    Shared: tests may add principals of their own, not change the seeded ones; a test that needs
+    short tickets, another backend or a stopped KDC uses its own from ``make_kdc``.
+    """
+    server = KdcServer(tmp_path_factory.mktemp("kdc")).start()
+    saved = _point_krb5_at(server)
+    yield server
+    _restore_environ(saved)
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def negotiate_service(kdc: KdcServer):
+    """The Kerberized HTTP service of ``kdc`` (HTTP/localhost): ``negotiate_get(url, ccache)``
+    answers 200 ``{"principal": ...}`` for valid tickets (tests.servers.negotiate_service)."""
+    from .servers.negotiate_service import NegotiateService  # python-gssapi only where Kerberos is tested
+
+    service = NegotiateService(kdc).start()
+    yield service
+    service.stop()
+
+
+@pytest.fixture
+def make_kdc(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., KdcServer]:
+    """Start private KDCs: ``make_kdc(ticket_lifetime=5, clockskew=1)`` or ``make_kdc(backend="ldap")``
+    (constrained delegation). os.environ points at the latest one during the test (the process
+    has one KRB5_CONFIG), then back at whatever it was; all of them are stopped after the test."""
+    servers: list[KdcServer] = []
+    saved: dict[str, str | None] | None = None
+
+    def make(**fields: Any) -> KdcServer:
+        nonlocal saved
+        server = KdcServer(tmp_path_factory.mktemp("kdc"), **fields)
+        servers.append(server)
+        server.start()
+        previous = _point_krb5_at(server)
+        saved = previous if saved is None else saved
+        return server
+
+    yield make
+    if saved is not None:
+        _restore_environ(saved)
+    for server in servers:
+        server.stop()

@@ -1,0 +1,177 @@
+"""Kerberos tickets for the viewer, against a real MIT KDC and a real Kerberized (Negotiate) service."""
+from __future__ import annotations
+
+import os
+import sqlite3
+import stat
+import subprocess
+import time
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+from flask import Response
+
+import dash_enterprise_auth as auth
+from dash_enterprise_auth.kerberos import TIME_FORMAT
+
+from .conftest import sign_in
+from .servers.kdc_server import KdcServer
+from .servers.negotiate_service import NegotiateService, negotiate_get
+from .servers.slapd_server import PASSWORDS
+from .test_ldap import settings_for
+
+
+def kerberized_app(make_app, slapd, realm: str, tmp_path: Path, **extra):
+    """An LDAP-protected app with routes that hand out what the API returns, for the test to inspect."""
+    app = make_app(krb5_realm=realm, allowed_groups=["analysts", "staff"], connector="ldap",
+                   session_store=f"sqlite:///{tmp_path}/sessions.sqlite3", **settings_for(slapd), **extra)
+
+    @app.server.route("/ccache")
+    def ccache() -> Response:
+        try:
+            return Response(auth.get_kerberos_ticket_cache(), mimetype="application/octet-stream")
+        except auth.KerberosTicketUnavailable as exc:
+            return Response(str(exc), status=409)
+
+    @app.server.route("/user-data")
+    def user_data() -> Response:
+        import flask
+        return flask.jsonify(auth.get_user_data())
+
+    @app.server.route("/with-env")
+    def with_env() -> Response:
+        import flask
+        before = os.environ.get("KRB5CCNAME")
+        with auth.kerberos_ccache() as name:
+            path = Path(name.removeprefix("FILE:"))
+            inside = {"name": os.environ.get("KRB5CCNAME"), "mode": oct(stat.S_IMODE(path.stat().st_mode)),
+                      "klist": subprocess.run(["klist"], capture_output=True, text=True).stdout}
+        return flask.jsonify({**inside, "before": before, "after": os.environ.get("KRB5CCNAME"),
+                              "exists_after": path.exists()})
+
+    return app
+
+
+def klist(data: bytes, tmp_path: Path) -> str:
+    path = tmp_path / "cc"
+    path.write_bytes(data)
+    return subprocess.run(["klist", "-c", f"FILE:{path}"], capture_output=True, text=True, check=True).stdout
+
+
+@pytest.fixture
+def signed_in(make_app, slapd, kdc, tmp_path):
+    app = kerberized_app(make_app, slapd, kdc.realm, tmp_path)
+    client = app.server.test_client()
+    assert sign_in(client, "alice", PASSWORDS["alice"]).status_code == 302
+    return app, client
+
+
+def test_a_directory_sign_in_gives_the_viewer_a_real_ticket_cache(signed_in, kdc, negotiate_service, tmp_path):
+    _, client = signed_in
+    response = client.get("/ccache")
+    assert response.status_code == 200
+    listing = klist(response.data, tmp_path)
+    assert f"Default principal: alice@{kdc.realm}" in listing and f"krbtgt/{kdc.realm}@{kdc.realm}" in listing
+    answer = negotiate_get(negotiate_service.url, tmp_path / "cc")
+    assert answer.status_code == 200 and answer.json()["principal"] == f"alice@{kdc.realm}"
+
+
+def test_user_data_shows_the_expiry_but_never_the_ticket(signed_in, kdc, tmp_path):
+    app, client = signed_in
+    data = client.get("/user-data").get_json()
+    expiry = time.mktime(time.strptime(data["kerberos_ticket_expiry"], TIME_FORMAT)) - time.timezone
+    assert abs(expiry - (time.time() + kdc.ticket_lifetime)) < 120
+    ccache = client.get("/ccache").data
+    assert "ccache" not in str(data) and "krb5" not in str(data) and ccache.hex() not in str(data)
+    cookie = client.get_cookie("dash-auth-session").value
+    assert len(cookie) < 200  # a signed id, not the ticket
+    stored = b"".join(row[0].encode() if isinstance(row[0], str) else bytes(row[0]) for row in
+                      sqlite3.connect(tmp_path / "sessions.sqlite3").execute("SELECT body FROM sessions"))
+    # encrypted at rest: neither the cache nor its TGT's bytes appear in the store
+    assert ccache not in stored and ccache[-200:] not in stored and b"krbtgt" not in stored
+
+
+def test_logout_takes_the_ticket_with_the_session(signed_in, tmp_path):
+    _, client = signed_in
+    assert client.get("/ccache").status_code == 200
+    client.get("/_dash-auth/logout", headers={"Sec-Fetch-Site": "same-origin", "Accept": "text/html"})
+    assert client.get("/ccache").status_code == 401
+    rows = sqlite3.connect(tmp_path / "sessions.sqlite3").execute("SELECT count(*) FROM sessions").fetchone()
+    assert rows == (0,)
+
+
+def test_kerberos_ccache_sets_krb5ccname_for_the_block_only(signed_in, kdc):
+    _, client = signed_in
+    seen = client.get("/with-env").get_json()
+    assert seen["name"].startswith("FILE:") and seen["mode"] == "0o600"
+    assert f"alice@{kdc.realm}" in seen["klist"]
+    assert seen["after"] == seen["before"] and not seen["exists_after"]
+
+
+def test_a_failed_kerberos_step_does_not_fail_the_sign_in(make_app, slapd, kdc, tmp_path, caplog):
+    app = kerberized_app(make_app, slapd, "WRONG.REALM", tmp_path)
+    client = app.server.test_client()
+    assert sign_in(client, "alice", PASSWORDS["alice"]).status_code == 302
+    refused = client.get("/ccache")
+    assert refused.status_code == 409 and "the KDC gave no ticket for alice@WRONG.REALM" in refused.get_data(as_text=True)
+    assert PASSWORDS["alice"] not in caplog.text
+
+    app = kerberized_app(make_app, slapd, kdc.realm, tmp_path / "2", privacy="authorized")
+    client = app.server.test_client()
+    assert sign_in(client, "disabled", PASSWORDS["disabled"]).status_code == 403  # not a KDC matter
+    weird = app.server.test_client()
+    sign_in(weird, "we(ird)*\\name", PASSWORDS["we(ird)*\\name"])
+    reason = weird.get("/ccache").get_data(as_text=True)
+    assert "the KDC gave no ticket" in reason  # no such principal in the realm
+
+
+def test_without_a_realm_the_error_says_so(make_app, slapd, tmp_path):
+    app = make_app(connector="ldap", **settings_for(slapd))
+
+    @app.server.route("/ccache")
+    def ccache() -> Response:
+        try:
+            return Response(auth.get_kerberos_ticket_cache())
+        except auth.KerberosTicketUnavailable as exc:
+            return Response(str(exc), status=409)
+
+    client = app.server.test_client()
+    sign_in(client, "alice", PASSWORDS["alice"])
+    assert "DASH_AUTH_KRB5_REALM is not configured" in client.get("/ccache").get_data(as_text=True)
+
+
+@pytest.fixture
+def short_lived_kdc(tmp_path_factory) -> Iterator[KdcServer]:
+    """Tickets of 20 s, renewable for 10 minutes, in their own realm."""
+    kdc = KdcServer(tmp_path_factory.mktemp("kdc-short"), realm="SHORT.EXAMPLE.ORG", ticket_lifetime=20,
+                    max_renewable_life=600).start()
+    previous = os.environ.get("KRB5_CONFIG")
+    os.environ["KRB5_CONFIG"] = str(kdc.krb5_conf)
+    yield kdc
+    if previous is None:
+        os.environ.pop("KRB5_CONFIG", None)
+    else:
+        os.environ["KRB5_CONFIG"] = previous
+    kdc.stop()
+
+
+def test_a_ticket_is_renewed_while_the_session_is_used_and_expires_when_it_is_not(
+        make_app, slapd, short_lived_kdc, tmp_path):
+    app = kerberized_app(make_app, slapd, short_lived_kdc.realm, tmp_path)
+    client = app.server.test_client()
+    assert sign_in(client, "alice", PASSWORDS["alice"]).status_code == 302
+    first = client.get("/user-data").get_json()["kerberos_ticket_expiry"]
+    time.sleep(12)  # past half the ticket's life: the next request renews it
+    assert client.get("/ccache").status_code == 200
+    renewed = client.get("/user-data").get_json()["kerberos_ticket_expiry"]
+    assert renewed > first
+
+    idle = app.server.test_client()
+    assert sign_in(idle, "bob", PASSWORDS["bob"]).status_code == 302
+    kdc_stopped_meanwhile = short_lived_kdc
+    kdc_stopped_meanwhile.stop()  # no renewal possible: the ticket runs out
+    time.sleep(21)
+    expired = idle.get("/ccache")
+    assert expired.status_code == 409 and "expired at" in expired.get_data(as_text=True)
+    assert idle.get("/user-data").status_code == 200  # the session itself goes on
