@@ -24,10 +24,16 @@ PROXY_HOPS = Option("DASH_AUTH_PROXY_HOPS", count, 0)
 LOGOUT_URL = Option("DASH_LOGOUT_URL", text)
 KRB5_REALM = Option("DASH_AUTH_KRB5_REALM", text,
                     help="realm in which password sign-ins also get a Kerberos ticket (e.g. CORP.EXAMPLE.COM)")
+KRB5_KEYTAB = Option("DASH_AUTH_KRB5_KEYTAB", text,
+                     help="the app's keytab: tickets for SAML/OIDC sign-ins by constrained delegation (S4U)")
+KRB5_SERVICE_PRINCIPAL = Option("DASH_AUTH_KRB5_SERVICE_PRINCIPAL", text, help="the app's principal in that keytab")
+KRB5_DELEGATE_TO = Option("DASH_AUTH_KRB5_DELEGATE_TO", name_list, (),
+                          help="services to get tickets for on the viewer's behalf, e.g. HTTP/reports.corp")
 
 CORE_OPTIONS = (
     CONNECTOR, PRIVACY, ALLOWED_USERS, ALLOWED_GROUPS, PUBLIC_PATHS, SECRET_KEY,
-    SESSION_STORE, IDLE_TIMEOUT, MAX_AGE, PROXY_HOPS, LOGOUT_URL, KRB5_REALM,
+    SESSION_STORE, IDLE_TIMEOUT, MAX_AGE, PROXY_HOPS, LOGOUT_URL, KRB5_REALM, KRB5_KEYTAB,
+    KRB5_SERVICE_PRINCIPAL, KRB5_DELEGATE_TO,
 )
 
 MIN_SECRET_LENGTH = 32
@@ -47,6 +53,9 @@ class CoreConfig:
     proxy_hops: int
     logout_url: str | None
     krb5_realm: str | None = None
+    krb5_keytab: str | None = None
+    krb5_service_principal: str | None = None
+    krb5_delegate_to: tuple[str, ...] = ()
 
     @classmethod
     def from_settings(cls, settings: Settings, privacy: str | None = None) -> "CoreConfig":
@@ -76,7 +85,15 @@ class CoreConfig:
             proxy_hops=settings.get(PROXY_HOPS),
             logout_url=settings.get(LOGOUT_URL),
             krb5_realm=settings.get(KRB5_REALM),
+            krb5_keytab=settings.get(KRB5_KEYTAB),
+            krb5_service_principal=settings.get(KRB5_SERVICE_PRINCIPAL),
+            krb5_delegate_to=settings.get(KRB5_DELEGATE_TO),
         )
+        if (config.krb5_keytab or config.krb5_delegate_to) and not (
+                config.krb5_realm and config.krb5_keytab and config.krb5_service_principal):
+            raise ConfigurationError(
+                "Kerberos tickets by delegation need DASH_AUTH_KRB5_REALM, DASH_AUTH_KRB5_KEYTAB and "
+                "DASH_AUTH_KRB5_SERVICE_PRINCIPAL together (and DASH_AUTH_KRB5_DELEGATE_TO for the targets)")
         if config.privacy is PrivacyLevel.RESTRICTED and not (config.allowed_users or config.allowed_groups):
             raise ConfigurationError(
                 "DASH_AUTH_PRIVACY=restricted (the default) lets nobody in: set DASH_AUTH_ALLOWED_USERS "

@@ -88,15 +88,22 @@ def _ticket_times(path: Path, principal: str) -> tuple[float, float]:
 class Kerberos:
     """Tickets for one app: its realm and the key that encrypts them at rest."""
 
-    def __init__(self, realm: str, secret_key: Secret) -> None:
+    def __init__(self, realm: str, secret_key: Secret, *, keytab: str | None = None,
+                 service_principal: str | None = None, delegate_to: tuple[str, ...] = ()) -> None:
         from cryptography.fernet import Fernet
         from cryptography.hazmat.primitives import hashes
         from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
         self.realm = realm
+        self.keytab = keytab
+        self.service_principal = service_principal and self._principal(service_principal)
+        self.delegate_to = tuple(self._principal(target) for target in delegate_to)
         key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None,
                    info=b"dash-enterprise-auth kerberos ticket cache v1").derive(secret_key.reveal().encode())
         self._fernet = Fernet(base64.urlsafe_b64encode(key))
+
+    def _principal(self, name: str) -> str:
+        return name if "@" in name else f"{name}@{self.realm}"
 
     # -- obtaining and renewing ------------------------------------------------------------
 
@@ -116,6 +123,31 @@ class Kerberos:
                 return Ticket(principal, path.read_bytes(), expires_at, renew_till)
         except gssapi.exceptions.GSSError as exc:
             raise KerberosTicketUnavailable(f"the KDC gave no ticket for {principal}: {_gss_reason(exc)}") from None
+
+    def delegated(self, username: str) -> Ticket:
+        """Tickets for ``username`` without their password: S4U2Self with the app's keytab,
+        then S4U2Proxy to each DASH_AUTH_KRB5_DELEGATE_TO service (constrained delegation)."""
+        import gssapi
+        import gssapi.raw
+
+        assert self.keytab and self.service_principal
+        principal = self._principal(username)
+        kerberos_name = gssapi.NameType.kerberos_principal
+        step = f"S4U2Self for {principal}"
+        try:
+            with private_ccache() as work, private_ccache() as out:
+                app = gssapi.Credentials(name=gssapi.Name(self.service_principal, kerberos_name), usage="initiate",
+                                         store={"client_keytab": self.keytab, "ccache": f"FILE:{work}"})
+                user = app.impersonate(gssapi.Name(principal, kerberos_name), usage="initiate")
+                for target in self.delegate_to:
+                    step = f"constrained delegation (S4U2Proxy) of {principal} to {target}"
+                    gssapi.SecurityContext(name=gssapi.Name(target, kerberos_name), creds=user, usage="initiate").step()
+                gssapi.raw.store_cred_into({b"ccache": f"FILE:{out}".encode()}, user, usage="initiate",
+                                           overwrite=True)
+                expires_at, _ = _ticket_times(out, principal)
+                return Ticket(principal, out.read_bytes(), expires_at, 0.0)
+        except gssapi.exceptions.GSSError as exc:
+            raise KerberosTicketUnavailable(f"{step} failed: {_gss_reason(exc)}") from None
 
     def renew(self, ticket: Ticket) -> Ticket:
         import krb5
@@ -157,10 +189,16 @@ class Kerberos:
                                             "changed?); sign in again") from None
         return Ticket(sealed["principal"], data, float(sealed["expires_at"]), float(sealed["renew_till"]))
 
-    def attach(self, identity: Any, password: str) -> Any:
-        """``identity`` with a ticket (or the reason there is none) in its private part."""
+    def attach(self, identity: Any, password: str | None = None) -> Any:
+        """``identity`` with a ticket (or the reason there is none) in its private part: from
+        the password when there is one, else by delegation when the app has a keytab."""
+        if password is None and not self.keytab:
+            return identity
         try:
-            sealed = self.seal(self.with_password(identity.username, password))
+            if password is not None:
+                sealed = self.seal(self.with_password(identity.username, password))
+            else:
+                sealed = {**self.seal(self.delegated(identity.username)), "delegated": True}
         except KerberosTicketUnavailable as exc:
             log.warning("dash-enterprise-auth: no Kerberos ticket for %s: %s", identity.username, exc)
             sealed = {"error": str(exc)}
@@ -171,25 +209,29 @@ class Kerberos:
         return _with_private(identity, {**identity.private, PRIVATE_KEY: sealed})
 
     def due_for_renewal(self, private: Mapping[str, Any], now: float) -> bool:
-        """Cheap (no decryption): whether a kept ticket should be renewed now."""
+        """Cheap (no decryption): whether a kept ticket should be renewed now. Delegated
+        tickets are simply asked for again (the keytab needs no password)."""
         sealed = private.get(PRIVATE_KEY)
         if not sealed or "expires_at" not in sealed:
             return False
-        expires_at, renew_till = sealed["expires_at"], sealed["renew_till"]
+        expires_at = sealed["expires_at"]
+        renewable = sealed.get("delegated") or expires_at < sealed["renew_till"]
         life = max(1.0, expires_at - sealed.get("issued_at", now))
-        return now < expires_at < renew_till and expires_at - now < life * RENEW_WHEN_LEFT
+        return bool(renewable) and now < expires_at and expires_at - now < life * RENEW_WHEN_LEFT
 
     def renewed(self, identity: Any) -> Any | None:
         """``identity`` with its ticket renewed, or None when that failed (the old one stays)."""
+        delegated = identity.private.get(PRIVATE_KEY, {}).get("delegated")
         try:
-            ticket = self.renew(self.unseal(identity.private))
+            ticket = self.delegated(identity.username) if delegated else self.renew(self.unseal(identity.private))
         except KerberosTicketUnavailable as exc:
             log.warning("dash-enterprise-auth: %s", exc)
             return None
         except Exception:  # the request goes on with the ticket it has
             log.exception("dash-enterprise-auth: renewing the Kerberos ticket of %s failed", identity.username)
             return None
-        return _with_private(identity, {**identity.private, PRIVATE_KEY: self.seal(ticket)})
+        sealed = {**self.seal(ticket), **({"delegated": True} if delegated else {})}
+        return _with_private(identity, {**identity.private, PRIVATE_KEY: sealed})
 
 
 def _with_private(identity: Any, private: dict[str, Any]) -> Any:

@@ -73,7 +73,10 @@ class Protection:
         self.sessions = SessionLayer(store, config.secret_key, Timeouts(config.idle_timeout, config.max_age))
         self.throttle = Throttle(store)
         self.form_token = FormToken(config.secret_key)
-        self.kerberos = Kerberos(config.krb5_realm, config.secret_key) if config.krb5_realm else None
+        self.kerberos = Kerberos(
+            config.krb5_realm, config.secret_key, keytab=config.krb5_keytab,
+            service_principal=config.krb5_service_principal, delegate_to=config.krb5_delegate_to,
+        ) if config.krb5_realm else None
         self.share_links = ShareLinks(connector.admits_share_key, config.secret_key, config.max_age,
                                       self._cookie_path)
         self.policy = Policy.build(

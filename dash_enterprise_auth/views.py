@@ -108,6 +108,8 @@ def build_blueprint(protection: Protection, prefixes: Prefixes) -> Blueprint:
             return refused(AuthenticationError("The identity provider's answer could not be processed."))
         try:
             protection.run_hooks(identity, client, via=name)  # audits its own refusals
+            if protection.kerberos is not None:  # tickets by delegation, when the app has a keytab
+                identity = protection.kerberos.attach(identity)
             token = protection.start_session(identity, request)
         except ServiceUnavailable as exc:
             return unavailable(exc)

@@ -7,7 +7,6 @@ import stat
 import subprocess
 import time
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 from flask import Response
@@ -16,10 +15,11 @@ import dash_enterprise_auth as auth
 from dash_enterprise_auth.kerberos import TIME_FORMAT
 
 from .conftest import sign_in
-from .servers.kdc_server import KdcServer
+from .servers.kdc_server import APP_SERVICE, HTTP_SERVICE
 from .servers.negotiate_service import NegotiateService, negotiate_get
 from .servers.slapd_server import PASSWORDS
 from .test_ldap import settings_for
+from .test_oidc import back_from_provider, oidc_settings
 
 
 def kerberized_app(make_app, slapd, realm: str, tmp_path: Path, **extra):
@@ -141,23 +141,9 @@ def test_without_a_realm_the_error_says_so(make_app, slapd, tmp_path):
     assert "DASH_AUTH_KRB5_REALM is not configured" in client.get("/ccache").get_data(as_text=True)
 
 
-@pytest.fixture
-def short_lived_kdc(tmp_path_factory) -> Iterator[KdcServer]:
-    """Tickets of 20 s, renewable for 10 minutes, in their own realm."""
-    kdc = KdcServer(tmp_path_factory.mktemp("kdc-short"), realm="SHORT.EXAMPLE.ORG", ticket_lifetime=20,
-                    max_renewable_life=600).start()
-    previous = os.environ.get("KRB5_CONFIG")
-    os.environ["KRB5_CONFIG"] = str(kdc.krb5_conf)
-    yield kdc
-    if previous is None:
-        os.environ.pop("KRB5_CONFIG", None)
-    else:
-        os.environ["KRB5_CONFIG"] = previous
-    kdc.stop()
-
-
 def test_a_ticket_is_renewed_while_the_session_is_used_and_expires_when_it_is_not(
-        make_app, slapd, short_lived_kdc, tmp_path):
+        make_app, slapd, make_kdc, tmp_path):
+    short_lived_kdc = make_kdc(realm="SHORT.EXAMPLE.ORG", ticket_lifetime=20, max_renewable_life=600, clockskew=1)
     app = kerberized_app(make_app, slapd, short_lived_kdc.realm, tmp_path)
     client = app.server.test_client()
     assert sign_in(client, "alice", PASSWORDS["alice"]).status_code == 302
@@ -175,3 +161,53 @@ def test_a_ticket_is_renewed_while_the_session_is_used_and_expires_when_it_is_no
     expired = idle.get("/ccache")
     assert expired.status_code == 409 and "expired at" in expired.get_data(as_text=True)
     assert idle.get("/user-data").status_code == 200  # the session itself goes on
+
+
+def delegating_app(make_app, oidc_provider, kdc, tmp_path):
+    """An OIDC app (no password ever reaches it) with the app's keytab, delegating to HTTP/localhost."""
+    app = make_app(**oidc_settings(oidc_provider), krb5_realm=kdc.realm, krb5_keytab=str(kdc.app_keytab),
+                   krb5_service_principal=APP_SERVICE, krb5_delegate_to=[HTTP_SERVICE],
+                   session_store=f"sqlite:///{tmp_path}/sessions.sqlite3")
+
+    @app.server.route("/ccache")
+    def ccache() -> Response:
+        try:
+            return Response(auth.get_kerberos_ticket_cache(), mimetype="application/octet-stream")
+        except auth.KerberosTicketUnavailable as exc:
+            return Response(str(exc), status=409)
+
+    return app
+
+
+def test_an_oidc_sign_in_gets_tickets_by_constrained_delegation(make_app, oidc_provider, make_kdc, tmp_path):
+    kdc = make_kdc(backend="ldap")  # MIT serves S4U2Proxy only from its LDAP database
+    kdc.allow_delegation(APP_SERVICE, to=[HTTP_SERVICE])
+    service = NegotiateService(kdc).start()
+    try:
+        app = delegating_app(make_app, oidc_provider, kdc, tmp_path)
+        browser = app.server.test_client()
+        assert back_from_provider(browser, "alice")[0].status_code == 302
+        response = browser.get("/ccache")
+        assert response.status_code == 200, response.get_data(as_text=True)
+        (tmp_path / "cc").write_bytes(response.data)
+        answer = negotiate_get(service.url, tmp_path / "cc")
+        assert answer.status_code == 200 and answer.json()["principal"] == f"alice@{kdc.realm}"
+    finally:
+        service.stop()
+
+
+def test_without_constrained_delegation_the_sign_in_works_and_the_error_says_why(
+        make_app, oidc_provider, make_kdc, tmp_path):
+    kdc = make_kdc()  # the DB2 database: S4U2Self works, S4U2Proxy is refused
+    app = delegating_app(make_app, oidc_provider, kdc, tmp_path)
+    browser = app.server.test_client()
+    assert back_from_provider(browser, "alice")[0].status_code == 302
+    reason = browser.get("/ccache").get_data(as_text=True)
+    assert f"constrained delegation (S4U2Proxy) of alice@{kdc.realm} to {HTTP_SERVICE}@{kdc.realm} failed" in reason
+
+
+def test_delegation_settings_go_together(make_app, oidc_provider):
+    from dash_enterprise_auth.errors import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match="DASH_AUTH_KRB5_SERVICE_PRINCIPAL together"):
+        make_app(**oidc_settings(oidc_provider), krb5_realm="EXAMPLE.ORG", krb5_keytab="/etc/app.keytab")
