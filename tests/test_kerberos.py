@@ -14,12 +14,16 @@ from flask import Response
 import dash_enterprise_auth as auth
 from dash_enterprise_auth.kerberos import TIME_FORMAT
 
+from .conftest import PASSWORDS as BASIC_PASSWORDS
 from .conftest import sign_in
 from .servers.kdc_server import APP_SERVICE, HTTP_SERVICE
 from .servers.negotiate_service import NegotiateService, negotiate_get
 from .servers.slapd_server import PASSWORDS
 from .test_ldap import settings_for
 from .test_oidc import back_from_provider, oidc_settings
+
+
+CAROL_PASSWORD = BASIC_PASSWORDS["carol"]
 
 
 def kerberized_app(make_app, slapd, realm: str, tmp_path: Path, **extra):
@@ -75,6 +79,19 @@ def test_a_directory_sign_in_gives_the_viewer_a_real_ticket_cache(signed_in, kdc
     assert f"Default principal: alice@{kdc.realm}" in listing and f"krbtgt/{kdc.realm}@{kdc.realm}" in listing
     answer = negotiate_get(negotiate_service.url, tmp_path / "cc")
     assert answer.status_code == 200 and answer.json()["principal"] == f"alice@{kdc.realm}"
+
+
+def test_a_basic_connector_sign_in_gets_a_ticket_too(make_app, kdc, tmp_path):
+    kdc.add_principal("carol", CAROL_PASSWORD)  # carol of the users file, with the same password in the realm
+    app = make_app(krb5_realm=kdc.realm)  # the basic connector and its users file
+
+    @app.server.route("/ccache")
+    def ccache() -> Response:
+        return Response(auth.get_kerberos_ticket_cache())
+
+    client = app.server.test_client()
+    assert sign_in(client, "carol").status_code == 302
+    assert f"Default principal: carol@{kdc.realm}" in klist(client.get("/ccache").data, tmp_path)
 
 
 def test_user_data_shows_the_expiry_but_never_the_ticket(signed_in, kdc, tmp_path):
