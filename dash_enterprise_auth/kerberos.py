@@ -35,6 +35,7 @@ PRIVATE_KEY = "krb5"  # where Identity.private keeps the ticket
 # Renew once less than this share of the ticket's life is left, so a request every few
 # minutes keeps a ticket alive without asking the KDC on every request.
 RENEW_WHEN_LEFT = 0.5
+RENEWAL_RETRY = 60.0  # seconds before a failed renewal is tried again (per process)
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 
 
@@ -101,6 +102,9 @@ class Kerberos:
         key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None,
                    info=b"dash-enterprise-auth kerberos ticket cache v1").derive(secret_key.reveal().encode())
         self._fernet = Fernet(base64.urlsafe_b64encode(key))
+        # username -> when renewing may be tried again: a KDC that is down or hangs must not
+        # cost every request a timeout.
+        self._retry_renewal_at: dict[str, float] = {}
 
     def _principal(self, name: str) -> str:
         return name if "@" in name else f"{name}@{self.realm}"
@@ -217,11 +221,14 @@ class Kerberos:
         expires_at = sealed["expires_at"]
         renewable = sealed.get("delegated") or expires_at < sealed["renew_till"]
         life = max(1.0, expires_at - sealed.get("issued_at", now))
-        return bool(renewable) and now < expires_at and expires_at - now < life * RENEW_WHEN_LEFT
+        return bool(renewable) and now < expires_at and expires_at - now < life * RENEW_WHEN_LEFT and \
+            now >= self._retry_renewal_at.get(sealed.get("principal", ""), 0.0)
 
     def renewed(self, identity: Any) -> Any | None:
         """``identity`` with its ticket renewed, or None when that failed (the old one stays)."""
-        delegated = identity.private.get(PRIVATE_KEY, {}).get("delegated")
+        sealed = identity.private.get(PRIVATE_KEY, {})
+        delegated = sealed.get("delegated")
+        self._retry_renewal_at[sealed.get("principal", "")] = time.time() + RENEWAL_RETRY
         try:
             ticket = self.delegated(identity.username) if delegated else self.renew(self.unseal(identity.private))
         except KerberosTicketUnavailable as exc:
@@ -230,8 +237,9 @@ class Kerberos:
         except Exception:  # the request goes on with the ticket it has
             log.exception("dash-enterprise-auth: renewing the Kerberos ticket of %s failed", identity.username)
             return None
-        sealed = {**self.seal(ticket), **({"delegated": True} if delegated else {})}
-        return _with_private(identity, {**identity.private, PRIVATE_KEY: sealed})
+        self._retry_renewal_at.pop(ticket.principal, None)
+        renewed = {**self.seal(ticket), **({"delegated": True} if delegated else {})}
+        return _with_private(identity, {**identity.private, PRIVATE_KEY: renewed})
 
 
 def _with_private(identity: Any, private: dict[str, Any]) -> Any:
