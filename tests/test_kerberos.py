@@ -26,17 +26,22 @@ from .test_oidc import back_from_provider, oidc_settings
 CAROL_PASSWORD = BASIC_PASSWORDS["carol"]
 
 
-def kerberized_app(make_app, slapd, realm: str, tmp_path: Path, **extra):
-    """An LDAP-protected app with routes that hand out what the API returns, for the test to inspect."""
-    app = make_app(krb5_realm=realm, allowed_groups=["analysts", "staff"], connector="ldap",
-                   session_store=f"sqlite:///{tmp_path}/sessions.sqlite3", **settings_for(slapd), **extra)
-
+def serve_ccache(app) -> None:
+    """``GET /ccache``: what get_kerberos_ticket_cache() returns, or (409) why it raised."""
     @app.server.route("/ccache")
     def ccache() -> Response:
         try:
             return Response(auth.get_kerberos_ticket_cache(), mimetype="application/octet-stream")
         except auth.KerberosTicketUnavailable as exc:
             return Response(str(exc), status=409)
+
+
+def kerberized_app(make_app, slapd, realm: str, tmp_path: Path, **extra):
+    """An LDAP-protected app with routes that hand out what the API returns, for the test to inspect."""
+    app = make_app(krb5_realm=realm, allowed_groups=["analysts", "staff"], connector="ldap",
+                   session_store=f"sqlite:///{tmp_path}/sessions.sqlite3", **settings_for(slapd), **extra)
+
+    serve_ccache(app)
 
     @app.server.route("/user-data")
     def user_data() -> Response:
@@ -85,9 +90,7 @@ def test_a_basic_connector_sign_in_gets_a_ticket_too(make_app, kdc, tmp_path):
     kdc.add_principal("carol", CAROL_PASSWORD)  # carol of the users file, with the same password in the realm
     app = make_app(krb5_realm=kdc.realm)  # the basic connector and its users file
 
-    @app.server.route("/ccache")
-    def ccache() -> Response:
-        return Response(auth.get_kerberos_ticket_cache())
+    serve_ccache(app)
 
     client = app.server.test_client()
     assert sign_in(client, "carol").status_code == 302
@@ -146,12 +149,7 @@ def test_a_failed_kerberos_step_does_not_fail_the_sign_in(make_app, slapd, kdc, 
 def test_without_a_realm_the_error_says_so(make_app, slapd, tmp_path):
     app = make_app(connector="ldap", **settings_for(slapd))
 
-    @app.server.route("/ccache")
-    def ccache() -> Response:
-        try:
-            return Response(auth.get_kerberos_ticket_cache())
-        except auth.KerberosTicketUnavailable as exc:
-            return Response(str(exc), status=409)
+    serve_ccache(app)
 
     client = app.server.test_client()
     sign_in(client, "alice", PASSWORDS["alice"])
@@ -186,12 +184,7 @@ def delegating_app(make_app, oidc_provider, kdc, tmp_path):
                    krb5_service_principal=APP_SERVICE, krb5_delegate_to=[HTTP_SERVICE],
                    session_store=f"sqlite:///{tmp_path}/sessions.sqlite3")
 
-    @app.server.route("/ccache")
-    def ccache() -> Response:
-        try:
-            return Response(auth.get_kerberos_ticket_cache(), mimetype="application/octet-stream")
-        except auth.KerberosTicketUnavailable as exc:
-            return Response(str(exc), status=409)
+    serve_ccache(app)
 
     return app
 
