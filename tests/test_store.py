@@ -141,6 +141,15 @@ class TestPendingSignIns:  # part of the store contract, run on every backend
         assert store.take_pending("state:b") is None
 
 
+class TestReplayCache:  # part of the store contract, run on every backend
+    def test_an_identifier_is_accepted_once_until_it_expires(self, store):
+        assert store.remember_once("assertion-1", 0.5) is True
+        assert store.remember_once("assertion-1", 0.5) is False
+        assert store.remember_once("assertion-2", 0.5) is True
+        time.sleep(0.6)
+        assert store.remember_once("assertion-1", 0.5) is True
+
+
 class TestPartialUpdates:  # part of the store contract, run on every backend
     def test_update_changes_only_the_named_fields(self, store):
         store.put(record(note="keep"))

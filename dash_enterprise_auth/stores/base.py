@@ -152,6 +152,11 @@ class SessionStore(ABC):
         """Read and delete in one step, so a second take of the same key gets None."""
 
     @abstractmethod
+    def remember_once(self, key: str, ttl: float) -> bool:
+        """Record ``key`` for ``ttl`` seconds; False when it was already recorded (atomic, across
+        workers and hosts): the replay cache of one-time identifiers such as SAML assertion ids."""
+
+    @abstractmethod
     def ping(self) -> None:
         """Raise SessionStoreUnavailable when the store does not answer."""
 

@@ -238,6 +238,12 @@ class RedisStore(SessionStore):
             return None
         return value if isinstance(value, dict) else None
 
+    def remember_once(self, key: str, ttl: float) -> bool:
+        try:
+            return bool(self._redis.set(f"{PREFIX}once:{key}", b"1", nx=True, px=max(1, int(ttl * 1000))))
+        except RedisError as exc:
+            raise self._fail(exc) from None
+
     def ping(self) -> None:
         try:
             self._redis.ping()

@@ -169,6 +169,14 @@ class SQLiteStore(SessionStore):
             return None
         return value if isinstance(value, dict) else None
 
+    def remember_once(self, key: str, ttl: float) -> bool:
+        now, key = time.time(), "once:" + key
+        with self._run() as db:
+            db.execute("DELETE FROM pending WHERE key = ? AND expires_at <= ?", (key, now))
+            cursor = db.execute("INSERT OR IGNORE INTO pending (key, expires_at, body) VALUES (?, ?, 'null')",
+                                (key, now + ttl))
+        return cursor.rowcount == 1
+
     def ping(self) -> None:
         with self._run() as db:
             db.execute("SELECT 1 FROM sessions LIMIT 1").fetchall()
