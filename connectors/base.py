@@ -112,6 +112,10 @@ class Connector(ABC):
         the provider's session too, if anywhere."""
         return None
 
+    def metadata_document(self, callback_url: str) -> str | None:
+        """An XML document that describes the app to the provider (SAML SP metadata), or None."""
+        return None
+
     def ping(self) -> None:
         """Raise ServiceUnavailable when the provider does not answer (health route)."""
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import time
+from dataclasses import replace
 from typing import Any, cast
 
 import flask
@@ -80,7 +82,26 @@ def finish(protection: Protection, request: Request) -> tuple[Identity, str]:
     if connector.binds_browser and not hmac.compare_digest(request.cookies.get(STATE_COOKIE, ""), state):
         raise WrongBrowser(log_detail="state cookie missing or different")
     identity = connector.complete(provider_request(protection, request), pending.get("data") or {})
-    return identity, str(pending.get("next") or protection.prefixes.app_root(request))
+    return _used_once(protection, identity), str(pending.get("next") or protection.prefixes.app_root(request))
+
+
+class Replayed(AuthenticationError):
+    status = 400
+    default_message = "This sign-in answer was used before. Please sign in again."
+
+
+def _used_once(protection: Protection, identity: Identity) -> Identity:
+    """Refuse an identity whose one-time id (``private["once"]``: a SAML assertion id and how
+    long it is valid) was seen before, on any worker or host; then drop that id."""
+    once = identity.private.get("once")
+    if not once:
+        return identity
+    ttl = float(once.get("until", 0)) - time.time()
+    if not once.get("id") or ttl <= 0:
+        raise Replayed(log_detail="one-time id missing or already expired")
+    if not protection.store.remember_once(f"{identity.connector}:{once['id']}", ttl):
+        raise Replayed(log_detail=f"one-time id {str(once['id'])[:80]} seen before: replay")
+    return replace(identity, private={k: v for k, v in identity.private.items() if k != "once"})
 
 
 def forget_state(protection: Protection, request: Request, response: Response) -> None:

@@ -87,6 +87,19 @@ def build_blueprint(protection: Protection, prefixes: Prefixes) -> Blueprint:
         protection.set_cookie(response, request, token)
         return response
 
+    @blueprint.route("/saml/metadata")
+    def metadata() -> Response:
+        """The app as the provider must know it (SAML SP metadata), for the IdP's admin."""
+        callback = request.host_url.rstrip("/") + prefixes.package_url(request, f"callback/{protection.connector.name}")
+        try:
+            document = protection.connector.metadata_document(callback)
+        except ServiceUnavailable as exc:
+            return unavailable(exc)
+        if document is None:
+            return problem(request, 404, "This app's sign-in has no metadata document.", "Not found",
+                           protection.title())
+        return Response(document, 200, content_type="application/samlmetadata+xml")
+
     @blueprint.route("/callback/<name>", methods=["GET", "POST"])
     def callback(name: str) -> Response:
         """Where the identity provider sends the browser back (OAuth redirect URI, SAML ACS)."""

@@ -1,0 +1,251 @@
+"""SAML 2.0 sign-in (Okta, Entra ID, ADFS, Ping, Keycloak, Shibboleth): the app as a Service Provider.
+
+python3-saml (OneLogin) does the protocol and the XML signature checks, always
+in ``strict`` mode, with signed assertions required and deprecated algorithms
+(SHA-1) refused. Around it, what python3-saml leaves to the caller:
+
+* the AuthnRequest id is kept server-side with the core's single-use state
+  (RelayState), and the Response's ``InResponseTo`` must name it, because
+  the IdP's POST to the ACS is cross-site and carries no SameSite cookie;
+* each assertion id is remembered until its ``NotOnOrAfter`` (the core's
+  replay cache in the session store), so a captured response cannot be
+  posted again, on this worker or another;
+* unsolicited (IdP-initiated) responses are refused unless allowed;
+* attribute names for username, email, display name and groups are
+  configurable, with defaults that fit the common IdPs.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import Any, Mapping
+from urllib.parse import urlsplit
+
+import requests
+from onelogin.saml2.auth import OneLogin_Saml2_Auth
+from onelogin.saml2.constants import OneLogin_Saml2_Constants as Constants
+from onelogin.saml2.errors import OneLogin_Saml2_Error, OneLogin_Saml2_ValidationError
+from onelogin.saml2.idp_metadata_parser import OneLogin_Saml2_IdPMetadataParser
+from onelogin.saml2.settings import OneLogin_Saml2_Settings
+
+from ..errors import ConfigurationError
+from ..settings import Option, Settings, seconds, text
+from .base import Finding, Identity, ProviderRequest, Redirect, RedirectConnector
+from .oauth import ProviderRefused, ProviderUnavailable, describe
+
+METADATA_URL = Option("DASH_AUTH_SAML_IDP_METADATA_URL", text, help="the IdP's metadata URL")
+METADATA_FILE = Option("DASH_AUTH_SAML_IDP_METADATA_FILE", text, help="or the IdP's metadata XML file")
+SP_ENTITY_ID = Option("DASH_AUTH_SAML_SP_ENTITY_ID", text,
+                      help="default: the URL of /_dash-auth/saml/metadata")
+SP_CERT_FILE = Option("DASH_AUTH_SAML_SP_CERT_FILE", text, help="PEM certificate of the app (signs AuthnRequests)")
+SP_KEY_FILE = Option("DASH_AUTH_SAML_SP_KEY_FILE", text, help="its private key")
+USERNAME_ATTRIBUTE = Option("DASH_AUTH_SAML_USERNAME_ATTRIBUTE", text, help="default: the NameID")
+EMAIL_ATTRIBUTE = Option("DASH_AUTH_SAML_EMAIL_ATTRIBUTE", text, "mail")
+NAME_ATTRIBUTE = Option("DASH_AUTH_SAML_NAME_ATTRIBUTE", text, "displayName")
+GROUPS_ATTRIBUTE = Option("DASH_AUTH_SAML_GROUPS_ATTRIBUTE", text, "groups")
+CLOCK_SKEW = Option("DASH_AUTH_SAML_CLOCK_SKEW", seconds, 60)
+TIMEOUT = Option("DASH_AUTH_SAML_TIMEOUT", seconds, 5)
+
+METADATA_TTL = 3600.0
+# Well-known URIs IdPs use for the same attributes, tried after the configured name.
+ALIASES = {
+    "mail": ("email", "urn:oid:0.9.2342.19200300.100.1.3",
+             "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/emailaddress"),
+    "displayName": ("name", "urn:oid:2.16.840.1.113730.3.1.241",
+                    "http://schemas.microsoft.com/identity/claims/displayname"),
+    "groups": ("memberOf", "http://schemas.microsoft.com/ws/2008/06/identity/claims/groups",
+               "http://schemas.xmlsoap.org/claims/Group"),
+}
+
+
+class SamlConnector(RedirectConnector):
+    name = "saml"
+    state_field = "RelayState"
+    binds_browser = False  # the IdP's cross-site POST carries no SameSite cookie; InResponseTo binds it
+    options = (METADATA_URL, METADATA_FILE, SP_ENTITY_ID, SP_CERT_FILE, SP_KEY_FILE, USERNAME_ATTRIBUTE,
+               EMAIL_ATTRIBUTE, NAME_ATTRIBUTE, GROUPS_ATTRIBUTE, CLOCK_SKEW, TIMEOUT)
+
+    def __init__(self, *, metadata_url: str | None = None, metadata_file: str | None = None,
+                 sp_entity_id: str | None = None, sp_cert: str | None = None, sp_key: str | None = None,
+                 username_attribute: str | None = None, email_attribute: str = "mail",
+                 name_attribute: str = "displayName", groups_attribute: str = "groups", clock_skew: int = 60,
+                 timeout: int = 5) -> None:
+        if bool(metadata_url) == bool(metadata_file):
+            raise ConfigurationError("set one of DASH_AUTH_SAML_IDP_METADATA_URL and DASH_AUTH_SAML_IDP_METADATA_FILE")
+        if bool(sp_cert) != bool(sp_key):
+            raise ConfigurationError("DASH_AUTH_SAML_SP_CERT_FILE and DASH_AUTH_SAML_SP_KEY_FILE go together")
+        self.metadata_url = metadata_url
+        self.metadata_file = metadata_file
+        self.sp_entity_id = sp_entity_id
+        self.sp_cert, self.sp_key = sp_cert or "", sp_key or ""
+        self.username_attribute = username_attribute
+        self.email_attribute, self.name_attribute = email_attribute, name_attribute
+        self.groups_attribute = groups_attribute
+        self.clock_skew = clock_skew
+        self.timeout = timeout
+        self._lock = threading.Lock()
+        self._idp: tuple[float, dict[str, Any]] | None = None
+        if metadata_file:
+            self.idp_settings()  # a missing or broken file stops start-up
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "SamlConnector":
+        cert_file, key_file = settings.get(SP_CERT_FILE), settings.get(SP_KEY_FILE)
+        return cls(metadata_url=settings.get(METADATA_URL), metadata_file=settings.get(METADATA_FILE),
+                   sp_entity_id=settings.get(SP_ENTITY_ID), sp_cert=_read(cert_file, SP_CERT_FILE),
+                   sp_key=_read(key_file, SP_KEY_FILE), username_attribute=settings.get(USERNAME_ATTRIBUTE),
+                   email_attribute=settings.get(EMAIL_ATTRIBUTE), name_attribute=settings.get(NAME_ATTRIBUTE),
+                   groups_attribute=settings.get(GROUPS_ATTRIBUTE), clock_skew=settings.get(CLOCK_SKEW),
+                   timeout=settings.get(TIMEOUT))
+
+    # -- settings for python3-saml ----------------------------------------------------------
+
+    def idp_settings(self) -> dict[str, Any]:
+        """The IdP part of python3-saml's settings, from its metadata (cached for an hour)."""
+        with self._lock:
+            if self._idp and time.monotonic() - self._idp[0] < METADATA_TTL:
+                return self._idp[1]
+        if self.metadata_file:
+            try:
+                xml = Path(self.metadata_file).read_text()
+            except OSError as exc:
+                raise ConfigurationError(f"DASH_AUTH_SAML_IDP_METADATA_FILE={self.metadata_file!r} cannot be "
+                                         f"read: {exc.strerror}") from None
+        else:
+            try:
+                response = requests.get(self.metadata_url, timeout=self.timeout)
+                response.raise_for_status()
+                xml = response.text
+            except requests.RequestException as exc:
+                raise ProviderUnavailable(log_detail=f"IdP metadata {self.metadata_url}: {describe(exc)}") from None
+        try:
+            idp = OneLogin_Saml2_IdPMetadataParser.parse(xml)["idp"]
+        except Exception as exc:  # lxml, python3-saml: any parse failure means unusable metadata
+            raise ProviderUnavailable(log_detail=f"IdP metadata cannot be parsed: {exc}") from None
+        if not idp.get("singleSignOnService", {}).get("url") or not (idp.get("x509cert") or idp.get("x509certMulti")):
+            raise ProviderUnavailable(log_detail="IdP metadata has no SSO endpoint or no signing certificate")
+        with self._lock:
+            self._idp = (time.monotonic(), idp)
+        return idp
+
+    def saml_settings(self, callback_url: str) -> OneLogin_Saml2_Settings:
+        base = callback_url.rsplit("/callback/", 1)[0]
+        signed = bool(self.sp_key)
+        return OneLogin_Saml2_Settings({
+            "strict": True,
+            "debug": False,
+            "sp": {
+                "entityId": self.sp_entity_id or f"{base}/saml/metadata",
+                "assertionConsumerService": {"url": callback_url, "binding": Constants.BINDING_HTTP_POST},
+                "NameIDFormat": Constants.NAMEID_UNSPECIFIED,
+                "x509cert": self.sp_cert,
+                "privateKey": self.sp_key,
+            },
+            "idp": self.idp_settings(),
+            "security": {
+                "authnRequestsSigned": signed,
+                "logoutRequestSigned": signed,
+                "logoutResponseSigned": signed,
+                "wantAssertionsSigned": True,
+                "wantMessagesSigned": False,  # many IdPs sign only the assertion; that is what is required
+                "wantNameId": True,
+                "requestedAuthnContext": False,
+                "rejectDeprecatedAlgorithm": True,
+                "signatureAlgorithm": Constants.RSA_SHA256,
+                "digestAlgorithm": Constants.SHA256,
+                "wantXMLValidation": True,
+            },
+        }, sp_validation_only=False)
+
+    def metadata_document(self, callback_url: str) -> str:
+        settings = self.saml_settings(callback_url)
+        xml = settings.get_sp_metadata()
+        errors = settings.validate_metadata(xml)
+        if errors:
+            raise ProviderUnavailable(log_detail=f"SP metadata is not valid: {errors}")
+        return xml.decode() if isinstance(xml, bytes) else xml
+
+    @staticmethod
+    def _request_data(request: ProviderRequest, url: str) -> dict[str, Any]:
+        parts = urlsplit(url)
+        return {"https": "on" if parts.scheme == "https" else "off", "http_host": parts.hostname,
+                "server_port": str(parts.port or (443 if parts.scheme == "https" else 80)),
+                "script_name": parts.path, "get_data": dict(request.args), "post_data": dict(request.form)}
+
+    # -- signing in --------------------------------------------------------------------------
+
+    def login(self, request: ProviderRequest, state: str) -> Redirect:
+        auth = OneLogin_Saml2_Auth(self._request_data(request, request.callback_url),
+                                   self.saml_settings(request.callback_url))
+        url = auth.login(return_to=state)
+        return Redirect(url, {"request_id": auth.get_last_request_id()})
+
+    def complete(self, request: ProviderRequest, pending: Mapping[str, Any]) -> Identity:
+        if request.method != "POST" or not request.form.get("SAMLResponse"):
+            raise ProviderRefused(log_detail="ACS request without a SAMLResponse")
+        auth = OneLogin_Saml2_Auth(self._request_data(request, request.callback_url),
+                                   self.saml_settings(request.callback_url))
+        try:
+            auth.process_response(request_id=pending["request_id"])
+        except (OneLogin_Saml2_Error, OneLogin_Saml2_ValidationError, ValueError, TypeError) as exc:
+            raise ProviderRefused(log_detail=f"SAML response refused: {exc}"[:300]) from None
+        except Exception as exc:  # malformed XML and the like: a refusal, never a 500
+            raise ProviderRefused(log_detail=f"SAML response refused: {type(exc).__name__}: {exc}"[:300]) from None
+        if auth.get_errors() or not auth.is_authenticated():
+            raise ProviderRefused(log_detail=f"SAML response refused: {auth.get_last_error_reason()}"[:300])
+        return self._identity(auth)
+
+    def _identity(self, auth: OneLogin_Saml2_Auth) -> Identity:
+        attributes = auth.get_attributes()
+        username = auth.get_nameid() if not self.username_attribute else _first(attributes, self.username_attribute)
+        if not username:
+            raise ProviderRefused(log_detail=f"the response has no {self.username_attribute or 'NameID'}")
+        until = auth.get_last_assertion_not_on_or_after() or (time.time() + 300)
+        return Identity(
+            username=str(username).strip(),
+            email=_first(attributes, self.email_attribute),
+            display_name=_first(attributes, self.name_attribute),
+            groups=tuple(_all(attributes, self.groups_attribute)),
+            attributes={"name_id": auth.get_nameid(), "session_index": auth.get_session_index()},
+            connector=self.name,
+            # The core remembers the assertion id until it expires: a second use is a replay.
+            private={"once": {"id": auth.get_last_assertion_id(), "until": float(until) + self.clock_skew}},
+        )
+
+    # -- health and check ----------------------------------------------------------------------
+
+    def ping(self) -> None:
+        self.idp_settings()
+
+    def check(self, test_user: str | None = None) -> list[Finding]:
+        try:
+            idp = self.idp_settings()
+        except ProviderUnavailable as exc:
+            return [Finding(False, f"saml IdP metadata: {exc.log_detail}")]
+        return [
+            Finding(True, f"saml IdP {idp.get('entityId')}: SSO {idp['singleSignOnService']['url']}"),
+            Finding(True, "saml: give the IdP admin the SP metadata at "
+                          "https://<app host><routes prefix>_dash-auth/saml/metadata"),
+        ]
+
+
+def _read(path: str | None, option: Option) -> str | None:
+    if not path:
+        return None
+    try:
+        return Path(path).read_text()
+    except OSError as exc:
+        raise ConfigurationError(f"{option.name}={path!r} cannot be read: {exc.strerror}") from None
+
+
+def _all(attributes: Mapping[str, list[str]], name: str) -> list[str]:
+    for candidate in (name, *ALIASES.get(name, ())):
+        if attributes.get(candidate):
+            return [str(v) for v in attributes[candidate]]
+    return []
+
+
+def _first(attributes: Mapping[str, list[str]], name: str) -> str | None:
+    values = _all(attributes, name)
+    return values[0] if values else None
