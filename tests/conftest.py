@@ -239,3 +239,52 @@ def make_kdc(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., KdcServe
         _restore_environ(saved)
     for server in servers:
         server.stop()
+
+
+# -- SAML 2.0: a real SimpleSAMLphp identity provider ------------------------------------------
+
+from .servers.saml_idp import SamlIdp, make_signing_key  # noqa: E402  (this section's own imports)
+
+#: Where in-process apps (Flask's test client, host ``localhost``) are registered at the IdP.
+SAML_SP_ENTITY_ID = f"{IN_PROCESS_APP}/_dash-auth/saml/metadata"
+SAML_SP_ACS_URL = f"{IN_PROCESS_APP}/_dash-auth/callback/saml"  # the core's callback route is the ACS
+SAML_SP_SLS_URL = f"{IN_PROCESS_APP}/_dash-auth/saml/sls"
+
+
+@pytest.fixture(scope="session")
+def saml_sp_keys() -> tuple[str, str]:
+    """The in-process app's SAML signing key and self-signed certificate, PEM: (key, cert).
+    ``saml_idp`` knows this certificate and refuses requests not signed with the key."""
+    return make_signing_key("dash-enterprise-auth test SAML SP")
+
+
+@pytest.fixture(scope="session")
+def saml_idp(tmp_path_factory: pytest.TempPathFactory, saml_sp_keys: tuple[str, str]) -> SamlIdp:
+    """One real SAML IdP (SimpleSAMLphp, tests.servers.saml_idp: USERS alice, bob, jsmith, nina) for the
+    run, with the in-process app registered (SAML_SP_* URLs, ``saml_sp_keys`` certificate: AuthnRequests
+    and LogoutRequests must be signed). Shared: tests must not ``set_sp``/``add_sp`` or stop it; a test
+    that needs other SP settings, an unsigned SP or a stopped IdP uses its own from ``make_saml_idp``."""
+    idp = SamlIdp(tmp_path_factory.mktemp("saml-idp"), SAML_SP_ENTITY_ID, SAML_SP_ACS_URL, SAML_SP_SLS_URL,
+                  sp_cert_pem=saml_sp_keys[1]).start()
+    yield idp
+    idp.stop()
+
+
+@pytest.fixture
+def make_saml_idp(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., SamlIdp]:
+    """Start private IdPs: ``make_saml_idp(sp_cert_pem=cert, sp_options={"saml20.sign.response": False})``,
+    or for a gunicorn app ``make_saml_idp(sp_entity_id=..., sp_acs_url=..., sp_sls_url=...)``. The SP
+    defaults to the in-process app without a certificate (unsigned requests accepted); all of them
+    are stopped after the test."""
+    started: list[SamlIdp] = []
+
+    def make(**fields: Any) -> SamlIdp:
+        fields = {"sp_entity_id": SAML_SP_ENTITY_ID, "sp_acs_url": SAML_SP_ACS_URL,
+                  "sp_sls_url": SAML_SP_SLS_URL, **fields}
+        idp = SamlIdp(tmp_path_factory.mktemp("saml-idp"), **fields)
+        started.append(idp)
+        return idp.start()
+
+    yield make
+    for idp in started:
+        idp.stop()

@@ -1,0 +1,214 @@
+"""The SAML connector against a real IdP (SimpleSAMLphp) started by the fixtures.
+
+Malicious responses are made from a genuine signed response of that IdP:
+tampered, stripped of signatures, or re-signed (with a foreign key, or with
+the IdP's own key after changing a condition the signature cannot vouch for).
+"""
+from __future__ import annotations
+
+import base64
+import re
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+import requests
+from lxml import etree
+from onelogin.saml2.utils import OneLogin_Saml2_Utils
+
+from .conftest import SAML_SP_ACS_URL as ACS
+from .conftest import SAML_SP_ENTITY_ID as SP_ENTITY_ID
+from .conftest import UPDATE_GREETING
+from .servers.saml_idp import auto_post_form, submit_login
+
+HTML = {"Accept": "text/html", "Sec-Fetch-Site": "same-origin", "Sec-Fetch-Mode": "navigate"}
+NS = {"samlp": "urn:oasis:names:tc:SAML:2.0:protocol", "saml": "urn:oasis:names:tc:SAML:2.0:assertion",
+      "ds": "http://www.w3.org/2000/09/xmldsig#"}
+
+
+@pytest.fixture
+def idp(make_saml_idp):
+    return make_saml_idp(sp_entity_id=SP_ENTITY_ID, sp_acs_url=ACS)
+
+
+def saml_settings(idp, **extra: Any) -> dict[str, Any]:
+    return {"connector": "saml", "saml_idp_metadata_url": idp.metadata_url, "allowed_groups": ["analysts"], **extra}
+
+
+def genuine_response(app, username: str = "alice", password: str = "alice-password") -> tuple[Any, dict[str, str]]:
+    """A fresh sign-in at the IdP: the app's test client and the form the IdP's page would POST to the ACS."""
+    browser = app.server.test_client()
+    started = browser.get("/_dash-auth/login?next=/", headers=HTML)
+    assert started.status_code == 302, started.get_data(as_text=True)[:300]
+    http = requests.Session()
+    page = http.get(started.headers["Location"])
+    posted = submit_login(http, page, username, password)
+    action, fields = auto_post_form(posted)
+    assert action == ACS and "SAMLResponse" in fields and "RelayState" in fields
+    return browser, fields
+
+
+def post_to_acs(browser, fields: dict[str, str]):
+    # A cross-site POST from the IdP's page: no Sec-Fetch-Site: same-origin, no cookies of ours needed.
+    return browser.post("/_dash-auth/callback/saml", data=fields,
+                        headers={"Accept": "text/html", "Origin": "http://127.0.0.1:1", "Sec-Fetch-Site": "cross-site"})
+
+
+def has_session(browser) -> bool:
+    return browser.post("/_dash-update-component", json=UPDATE_GREETING).status_code == 200
+
+
+def refused(browser, response) -> None:
+    body = response.get_data(as_text=True)
+    assert response.status_code in (400, 401), (response.status_code, body[:300])
+    assert "Traceback" not in body and not has_session(browser)
+
+
+def xml_of(fields: dict[str, str]) -> etree._Element:
+    return etree.fromstring(base64.b64decode(fields["SAMLResponse"]))
+
+
+def with_xml(fields: dict[str, str], root: etree._Element | bytes) -> dict[str, str]:
+    data = root if isinstance(root, bytes) else etree.tostring(root)
+    return {**fields, "SAMLResponse": base64.b64encode(data).decode()}
+
+
+# -- the round trip ----------------------------------------------------------------------------
+
+def test_an_analyst_signs_in_at_the_idp_and_the_app_knows_her(make_app, idp):
+    app = make_app(**saml_settings(idp))
+    browser, fields = genuine_response(app)
+    answer = post_to_acs(browser, fields)
+    assert answer.status_code == 302 and answer.headers["Location"] == "/"
+    response = browser.post("/_dash-update-component", json=UPDATE_GREETING)
+    assert response.status_code == 200 and "Hello alice" in response.get_data(as_text=True)
+
+
+def test_someone_outside_the_allowed_groups_is_refused(make_app, idp):
+    app = make_app(**saml_settings(idp))
+    browser, fields = genuine_response(app, "bob", "bob-password")
+    assert post_to_acs(browser, fields).status_code == 302
+    assert browser.get("/", headers=HTML).status_code == 403
+
+
+def test_the_authn_request_is_signed_when_the_app_has_a_key(make_app, make_saml_idp, tmp_path):
+    key_pem, cert_pem = rsa_pair("dash app")
+    (tmp_path / "sp.crt").write_text(cert_pem)
+    (tmp_path / "sp.key").write_text(key_pem)
+    idp = make_saml_idp(sp_entity_id=SP_ENTITY_ID, sp_acs_url=ACS, sp_cert_pem=cert_pem)
+    app = make_app(**saml_settings(idp, saml_sp_cert_file=str(tmp_path / "sp.crt"),
+                                   saml_sp_key_file=str(tmp_path / "sp.key")))
+    location = app.server.test_client().get("/_dash-auth/login?next=/", headers=HTML).headers["Location"]
+    query = parse_qs(urlsplit(location).query)
+    assert query["SigAlg"] == ["http://www.w3.org/2001/04/xmldsig-more#rsa-sha256"] and query["Signature"]
+    browser, fields = genuine_response(app)  # SimpleSAMLphp checks the signature (validate.authnrequest)
+    assert post_to_acs(browser, fields).status_code == 302
+    metadata = app.server.test_client().get("/_dash-auth/saml/metadata")
+    assert metadata.status_code == 200 and b'AuthnRequestsSigned="true"' in metadata.data
+
+
+def test_the_sp_metadata_names_the_entity_and_the_acs(make_app, idp):
+    app = make_app(**saml_settings(idp))
+    metadata = app.server.test_client().get("/_dash-auth/saml/metadata")
+    assert metadata.status_code == 200 and metadata.content_type == "application/samlmetadata+xml"
+    root = etree.fromstring(metadata.data)
+    assert root.get("entityID") == SP_ENTITY_ID
+    acs = root.find(".//{urn:oasis:names:tc:SAML:2.0:metadata}AssertionConsumerService")
+    assert acs.get("Location") == ACS and acs.get("Binding").endswith("HTTP-POST")
+
+
+# -- attacks: a refusal page, never a session or a 500 -------------------------------------------
+
+def test_a_replayed_response_is_refused_with_the_same_or_a_fresh_relaystate(make_app, idp):
+    app = make_app(**saml_settings(idp))
+    browser, fields = genuine_response(app)
+    assert post_to_acs(browser, fields).status_code == 302
+    attacker = app.server.test_client()
+    refused(attacker, post_to_acs(attacker, fields))  # the RelayState was used
+    fresh = parse_qs(urlsplit(attacker.get("/_dash-auth/login?next=/", headers=HTML).headers["Location"]).query)
+    refused(attacker, post_to_acs(attacker, {**fields, "RelayState": fresh["RelayState"][0]}))  # InResponseTo
+
+
+def test_a_response_to_a_request_this_app_never_made_is_refused(make_app, idp):
+    app = make_app(**saml_settings(idp))
+    _, fields = genuine_response(app)
+    other_app = make_app(**saml_settings(idp))  # same IdP, same SP entity, its own state
+    browser = other_app.server.test_client()
+    state = parse_qs(urlsplit(browser.get("/_dash-auth/login?next=/", headers=HTML).headers["Location"]).query)
+    refused(browser, post_to_acs(browser, {**fields, "RelayState": state["RelayState"][0]}))
+
+
+@pytest.mark.parametrize("change", ["NameID", "attribute", "unsigned", "foreign key"])
+def test_a_tampered_or_unsigned_or_foreign_signed_response_is_refused(make_app, idp, change, tmp_path):
+    app = make_app(**saml_settings(idp))
+    browser, fields = genuine_response(app)
+    root = xml_of(fields)
+    if change == "NameID":
+        name_id = root.find(".//saml:Subject/saml:NameID", NS)
+        name_id.text = "bob"
+    elif change == "attribute":
+        for value in root.iterfind(".//saml:AttributeValue", NS):
+            if value.text == "staff":
+                value.text = "admins"
+    elif change == "unsigned":
+        for signature in root.iterfind(".//ds:Signature", NS):
+            signature.getparent().remove(signature)
+    else:
+        rsa_key, cert_pem = rsa_pair("attacker")
+        for signature in root.iterfind(".//ds:Signature", NS):
+            signature.getparent().remove(signature)
+        assertion = root.find(".//saml:Assertion", NS)
+        signed = OneLogin_Saml2_Utils.add_sign(etree.tostring(assertion), rsa_key, cert_pem)
+        root.replace(assertion, etree.fromstring(signed))
+    refused(browser, post_to_acs(browser, with_xml(fields, root)))
+
+
+def test_a_comment_inside_the_nameid_does_not_cut_the_name(make_app, idp):
+    """CVE-2017-11427: comments are not signed (exclusive c14n drops them), so the signature
+    still holds; a parser that reads the first text node would see 'ali'."""
+    app = make_app(**saml_settings(idp, privacy="authorized"))
+    browser, fields = genuine_response(app)
+    raw = base64.b64decode(fields["SAMLResponse"])
+    commented = re.sub(rb"(<saml:NameID[^>]*>)(ali)(ce</saml:NameID>)", rb"\1\2<!-- -->\3", raw, count=1)
+    assert commented != raw
+    answer = post_to_acs(browser, with_xml(fields, commented))
+    if answer.status_code == 302:
+        response = browser.post("/_dash-update-component", json=UPDATE_GREETING)
+        assert "Hello alice" in response.get_data(as_text=True)
+    else:
+        refused(browser, answer)
+
+
+@pytest.mark.parametrize("payload", [
+    "not base64 at all!!", base64.b64encode(b"<samlp:Response").decode(), "",
+    base64.b64encode(b'<?xml version="1.0"?><!DOCTYPE r [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;&a;'
+                     b'&a;&a;&a;&a;&a;"><!ENTITY c "&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;">]><r>&c;&c;&c;</r>').decode(),
+    base64.b64encode(b'<?xml version="1.0"?><!DOCTYPE r [<!ENTITY x SYSTEM "file:///etc/passwd">]><r>&x;</r>')
+    .decode(),
+])
+def test_garbage_truncated_and_dtd_payloads_are_refused(make_app, idp, payload):
+    app = make_app(**saml_settings(idp))
+    browser, fields = genuine_response(app)
+    answer = post_to_acs(browser, {**fields, "SAMLResponse": payload})
+    refused(browser, answer)
+    assert b"root:" not in answer.data
+
+
+def rsa_pair(common_name: str) -> tuple[str, str]:
+    """A private key and self-signed certificate (PEM), RSA as SAML signatures use."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.x509.oid import NameOID
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now)
+            .not_valid_after(now + datetime.timedelta(days=1)).sign(key, hashes.SHA256()))
+    return (key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                              serialization.NoEncryption()).decode(),
+            cert.public_bytes(serialization.Encoding.PEM).decode())
