@@ -168,6 +168,11 @@ class RedirectConnector(Connector):
     state_field: ClassVar[str] = "state"
     binds_browser: ClassVar[bool] = True
 
+    def accepts_unsolicited(self) -> bool:
+        """Whether a provider's answer that no sign-in here started may sign someone in (SAML
+        IdP-initiated SSO, when the operator turns it on); then ``complete`` gets no pending data."""
+        return False
+
     @abstractmethod
     def login(self, request: ProviderRequest, state: str) -> Redirect:
         """Where to send the browser to sign in; ``state`` must come back in ``state_field``."""

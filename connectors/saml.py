@@ -30,7 +30,7 @@ from onelogin.saml2.idp_metadata_parser import OneLogin_Saml2_IdPMetadataParser
 from onelogin.saml2.settings import OneLogin_Saml2_Settings
 
 from ..errors import ConfigurationError
-from ..settings import Option, Settings, seconds, text
+from ..settings import Option, Settings, boolean, seconds, text
 from .base import Finding, Identity, ProviderRequest, Redirect, RedirectConnector
 from .oauth import ProviderRefused, ProviderUnavailable, describe
 
@@ -46,6 +46,8 @@ NAME_ATTRIBUTE = Option("DASH_AUTH_SAML_NAME_ATTRIBUTE", text, "displayName")
 GROUPS_ATTRIBUTE = Option("DASH_AUTH_SAML_GROUPS_ATTRIBUTE", text, "groups")
 CLOCK_SKEW = Option("DASH_AUTH_SAML_CLOCK_SKEW", seconds, 60)
 TIMEOUT = Option("DASH_AUTH_SAML_TIMEOUT", seconds, 5)
+ALLOW_UNSOLICITED = Option("DASH_AUTH_SAML_ALLOW_IDP_INITIATED", boolean, False,
+                           help="accept IdP-initiated sign-ins (responses no AuthnRequest of the app asked for)")
 
 METADATA_TTL = 3600.0
 # Well-known URIs IdPs use for the same attributes, tried after the configured name.
@@ -64,13 +66,13 @@ class SamlConnector(RedirectConnector):
     state_field = "RelayState"
     binds_browser = False  # the IdP's cross-site POST carries no SameSite cookie; InResponseTo binds it
     options = (METADATA_URL, METADATA_FILE, SP_ENTITY_ID, SP_CERT_FILE, SP_KEY_FILE, USERNAME_ATTRIBUTE,
-               EMAIL_ATTRIBUTE, NAME_ATTRIBUTE, GROUPS_ATTRIBUTE, CLOCK_SKEW, TIMEOUT)
+               EMAIL_ATTRIBUTE, NAME_ATTRIBUTE, GROUPS_ATTRIBUTE, CLOCK_SKEW, TIMEOUT, ALLOW_UNSOLICITED)
 
     def __init__(self, *, metadata_url: str | None = None, metadata_file: str | None = None,
                  sp_entity_id: str | None = None, sp_cert: str | None = None, sp_key: str | None = None,
                  username_attribute: str | None = None, email_attribute: str = "mail",
                  name_attribute: str = "displayName", groups_attribute: str = "groups", clock_skew: int = 60,
-                 timeout: int = 5) -> None:
+                 timeout: int = 5, allow_idp_initiated: bool = False) -> None:
         if bool(metadata_url) == bool(metadata_file):
             raise ConfigurationError("set one of DASH_AUTH_SAML_IDP_METADATA_URL and DASH_AUTH_SAML_IDP_METADATA_FILE")
         if bool(sp_cert) != bool(sp_key):
@@ -83,7 +85,11 @@ class SamlConnector(RedirectConnector):
         self.email_attribute, self.name_attribute = email_attribute, name_attribute
         self.groups_attribute = groups_attribute
         self.clock_skew = clock_skew
+        # python3-saml reads its allowed drift from this class attribute (300 s by default) when it
+        # checks NotBefore/NotOnOrAfter; there is no per-settings value, so the process gets ours.
+        Constants.ALLOWED_CLOCK_DRIFT = clock_skew
         self.timeout = timeout
+        self.allow_idp_initiated = allow_idp_initiated
         self._lock = threading.Lock()
         self._idp: tuple[float, dict[str, Any]] | None = None
         if metadata_file:
@@ -97,7 +103,10 @@ class SamlConnector(RedirectConnector):
                    sp_key=_read(key_file, SP_KEY_FILE), username_attribute=settings.get(USERNAME_ATTRIBUTE),
                    email_attribute=settings.get(EMAIL_ATTRIBUTE), name_attribute=settings.get(NAME_ATTRIBUTE),
                    groups_attribute=settings.get(GROUPS_ATTRIBUTE), clock_skew=settings.get(CLOCK_SKEW),
-                   timeout=settings.get(TIMEOUT))
+                   timeout=settings.get(TIMEOUT), allow_idp_initiated=settings.get(ALLOW_UNSOLICITED))
+
+    def accepts_unsolicited(self) -> bool:
+        return self.allow_idp_initiated
 
     # -- settings for python3-saml ----------------------------------------------------------
 
@@ -187,13 +196,19 @@ class SamlConnector(RedirectConnector):
         auth = OneLogin_Saml2_Auth(self._request_data(request, request.callback_url),
                                    self.saml_settings(request.callback_url))
         try:
-            auth.process_response(request_id=pending["request_id"])
+            # An unsolicited response (no pending request, allowed only when configured) must then
+            # carry no InResponseTo at all; python3-saml checks that when request_id is None.
+            auth.process_response(request_id=pending.get("request_id"))
         except (OneLogin_Saml2_Error, OneLogin_Saml2_ValidationError, ValueError, TypeError) as exc:
             raise ProviderRefused(log_detail=f"SAML response refused: {exc}"[:300]) from None
         except Exception as exc:  # malformed XML and the like: a refusal, never a 500
             raise ProviderRefused(log_detail=f"SAML response refused: {type(exc).__name__}: {exc}"[:300]) from None
         if auth.get_errors() or not auth.is_authenticated():
             raise ProviderRefused(log_detail=f"SAML response refused: {auth.get_last_error_reason()}"[:300])
+        if not pending and auth.get_last_response_in_response_to() is not None:
+            # python3-saml skips InResponseTo without a request id: a solicited response (some
+            # other browser's sign-in) must not pass as an unsolicited one.
+            raise ProviderRefused(log_detail="an answer to an AuthnRequest posted without its RelayState")
         return self._identity(auth)
 
     def _identity(self, auth: OneLogin_Saml2_Auth) -> Identity:

@@ -74,9 +74,14 @@ def finish(protection: Protection, request: Request) -> tuple[Identity, str]:
     """The identity and the ``next`` path of a callback; AuthenticationError when refused."""
     connector = cast(RedirectConnector, protection.connector)  # the views call this for redirect connectors only
     state = request.values.get(connector.state_field, "")
+    pending: dict[str, Any] | None = None
+    if state and len(state) <= MAX_STATE_LENGTH:
+        pending = protection.store.take_pending(_pending_key(state))
+    if pending is None and connector.accepts_unsolicited():
+        identity = connector.complete(provider_request(protection, request), {})
+        return _used_once(protection, identity), protection.prefixes.app_root(request)
     if not state or len(state) > MAX_STATE_LENGTH:
         raise SignInExpired(log_detail="callback without a usable state")
-    pending: dict[str, Any] | None = protection.store.take_pending(_pending_key(state))
     if pending is None or pending.get("connector") != connector.name:
         raise SignInExpired(log_detail="unknown, used or expired state")
     if connector.binds_browser and not hmac.compare_digest(request.cookies.get(STATE_COOKIE, ""), state):

@@ -212,3 +212,32 @@ def rsa_pair(common_name: str) -> tuple[str, str]:
     return (key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                               serialization.NoEncryption()).decode(),
             cert.public_bytes(serialization.Encoding.PEM).decode())
+
+
+def idp_initiated(app, idp) -> tuple[Any, dict[str, str]]:
+    browser = app.server.test_client()
+    http = requests.Session()
+    posted = submit_login(http, http.get(idp.idp_initiated_url()), "alice", "alice-password")
+    action, fields = auto_post_form(posted)
+    assert action == ACS and "SAMLResponse" in fields
+    return browser, fields
+
+
+def test_idp_initiated_sign_in_is_refused_unless_turned_on(make_app, idp):
+    app = make_app(**saml_settings(idp))
+    browser, fields = idp_initiated(app, idp)
+    refused(browser, post_to_acs(browser, fields))
+
+    allowing = make_app(**saml_settings(idp, saml_allow_idp_initiated=True))
+    browser, fields = idp_initiated(allowing, idp)
+    assert post_to_acs(browser, fields).status_code == 302 and has_session(browser)
+    replayer = allowing.server.test_client()
+    refused(replayer, post_to_acs(replayer, fields))  # the assertion id is remembered: no second use
+
+
+def test_a_solicited_response_cannot_pass_as_an_unsolicited_one(make_app, idp):
+    app = make_app(**saml_settings(idp, saml_allow_idp_initiated=True))
+    browser, fields = genuine_response(app)  # an answer to this app's AuthnRequest, with InResponseTo
+    stolen = {k: v for k, v in fields.items() if k != "RelayState"}
+    attacker = app.server.test_client()
+    refused(attacker, post_to_acs(attacker, stolen))
