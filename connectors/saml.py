@@ -27,6 +27,7 @@ from onelogin.saml2.auth import OneLogin_Saml2_Auth
 from onelogin.saml2.constants import OneLogin_Saml2_Constants as Constants
 from onelogin.saml2.errors import OneLogin_Saml2_Error, OneLogin_Saml2_ValidationError
 from onelogin.saml2.idp_metadata_parser import OneLogin_Saml2_IdPMetadataParser
+from onelogin.saml2.logout_request import OneLogin_Saml2_Logout_Request
 from onelogin.saml2.settings import OneLogin_Saml2_Settings
 
 from ..errors import ConfigurationError
@@ -147,6 +148,7 @@ class SamlConnector(RedirectConnector):
             "sp": {
                 "entityId": self.sp_entity_id or f"{base}/saml/metadata",
                 "assertionConsumerService": {"url": callback_url, "binding": Constants.BINDING_HTTP_POST},
+                "singleLogoutService": {"url": f"{base}/saml/sls", "binding": Constants.BINDING_HTTP_REDIRECT},
                 "NameIDFormat": Constants.NAMEID_UNSPECIFIED,
                 "x509cert": self.sp_cert,
                 "privateKey": self.sp_key,
@@ -227,6 +229,41 @@ class SamlConnector(RedirectConnector):
             # The core remembers the assertion id until it expires: a second use is a replay.
             private={"once": {"id": auth.get_last_assertion_id(), "until": float(until) + self.clock_skew}},
         )
+
+    # -- single logout ---------------------------------------------------------------------------
+
+    def logout_url(self, identity: Identity, return_to: str) -> str | None:
+        """SP-initiated single logout: the IdP ends its session and sends the browser to the SLS."""
+        slo = self.idp_settings().get("singleLogoutService", {}).get("url")
+        if not slo:
+            return None
+        callback = return_to.rsplit("/signed-out", 1)[0] + f"/callback/{self.name}"
+        request = ProviderRequest("GET", {}, {}, callback, "")
+        auth = OneLogin_Saml2_Auth(self._request_data(request, callback), self.saml_settings(callback))
+        return auth.logout(return_to=return_to, name_id=identity.attributes.get("name_id"),
+                           session_index=identity.attributes.get("session_index"))
+
+    def single_logout(self, request: ProviderRequest, end_sessions: Any) -> str:
+        """The SLS: a LogoutResponse (after SP-initiated logout) is checked and the browser goes on
+        to the signed-out page; a LogoutRequest from the IdP ends that person's sessions here
+        (``end_sessions(username)``) and the browser goes back to the IdP with a LogoutResponse."""
+        sls = request.callback_url.rsplit("/callback/", 1)[0] + "/saml/sls"
+        auth = OneLogin_Saml2_Auth(self._request_data(request, sls), self.saml_settings(request.callback_url))
+
+        def end_local() -> None:  # python3-saml calls it for responses too: ours ended at logout
+            logout_request = auth.get_last_request_xml()
+            if logout_request is not None:
+                end_sessions(OneLogin_Saml2_Logout_Request.get_nameid(logout_request))
+
+        try:
+            target = auth.process_slo(delete_session_cb=end_local)
+        except Exception as exc:  # malformed input: a refusal, never a 500
+            raise ProviderRefused("The identity provider's logout message could not be processed.",
+                                  log_detail=f"SLS: {type(exc).__name__}: {exc}"[:300]) from None
+        if auth.get_errors():
+            raise ProviderRefused("The identity provider's logout message could not be processed.",
+                                  log_detail=f"SLS refused: {auth.get_last_error_reason()}"[:300])
+        return target or ""
 
     # -- health and check ----------------------------------------------------------------------
 

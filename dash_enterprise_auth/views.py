@@ -100,6 +100,30 @@ def build_blueprint(protection: Protection, prefixes: Prefixes) -> Blueprint:
                            protection.title())
         return Response(document, 200, content_type="application/samlmetadata+xml")
 
+    @blueprint.route("/saml/sls", methods=["GET", "POST"])
+    def single_logout() -> Response:
+        """SAML single logout: the IdP's answer to our logout, or its request to end sessions here."""
+        connector = protection.connector
+        if not hasattr(connector, "single_logout"):
+            return problem(request, 404, "This app's sign-in has no single logout.", "Not found", protection.title())
+        signed_out = prefixes.package_url(request, "signed-out")
+
+        def end_sessions(username: str) -> None:
+            count = protection.store.delete_user(username)
+            audit("sign_out", user=username, client=request.remote_addr, outcome="success", via="idp", sessions=count)
+
+        try:
+            target = connector.single_logout(round_trip.provider_request(protection, request), end_sessions)
+        except ServiceUnavailable as exc:
+            return unavailable(exc)
+        except AuthenticationError as exc:
+            log.warning("dash-enterprise-auth: single logout refused: %s", exc.log_detail)
+            return refused(exc)
+        own = request.host_url.rstrip("/") + signed_out
+        response = flask.redirect(target if target and not target.startswith(own) else signed_out, 302)
+        protection.clear_cookie(response, request)
+        return response
+
     @blueprint.route("/callback/<name>", methods=["GET", "POST"])
     def callback(name: str) -> Response:
         """Where the identity provider sends the browser back (OAuth redirect URI, SAML ACS)."""

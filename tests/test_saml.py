@@ -18,7 +18,7 @@ from onelogin.saml2.utils import OneLogin_Saml2_Utils
 
 from .conftest import SAML_SP_ACS_URL as ACS
 from .conftest import SAML_SP_ENTITY_ID as SP_ENTITY_ID
-from .conftest import UPDATE_GREETING
+from .conftest import IN_PROCESS_APP, UPDATE_GREETING
 from .servers.saml_idp import auto_post_form, submit_login
 
 HTML = {"Accept": "text/html", "Sec-Fetch-Site": "same-origin", "Sec-Fetch-Mode": "navigate"}
@@ -241,3 +241,61 @@ def test_a_solicited_response_cannot_pass_as_an_unsolicited_one(make_app, idp):
     stolen = {k: v for k, v in fields.items() if k != "RelayState"}
     attacker = app.server.test_client()
     refused(attacker, post_to_acs(attacker, stolen))
+
+
+def at_the_idp_until_back(http: requests.Session, url: str) -> str:
+    """Follow the IdP's own redirects; the first Location that points at the app, unfollowed."""
+    for _ in range(10):
+        if url.startswith(IN_PROCESS_APP):
+            return url
+        answer = http.get(url, allow_redirects=False)
+        assert answer.is_redirect, answer.text[:300]
+        url = answer.headers["Location"]
+    raise AssertionError("too many redirects at the IdP")
+
+
+def local(url: str) -> str:
+    parts = urlsplit(url)
+    return parts.path + ("?" + parts.query if parts.query else "")
+
+
+def test_logout_ends_the_app_session_and_the_idps(make_app, idp):
+    app = make_app(**saml_settings(idp))
+    browser = app.server.test_client()
+    started = browser.get("/_dash-auth/login?next=/", headers=HTML)
+    http = requests.Session()
+    _, fields = auto_post_form(submit_login(http, http.get(started.headers["Location"]), "alice", "alice-password"))
+    assert post_to_acs(browser, fields).status_code == 302 and has_session(browser)
+
+    out = browser.get("/_dash-auth/logout", headers=HTML)
+    assert out.status_code == 302 and out.headers["Location"].startswith(idp.slo_url) and not has_session(browser)
+    back = at_the_idp_until_back(http, out.headers["Location"])
+    assert urlsplit(back).path == "/_dash-auth/saml/sls" and "SAMLResponse" in back
+    done = browser.get(local(back), headers=HTML)
+    assert done.status_code == 302 and done.headers["Location"] == "/_dash-auth/signed-out"
+    again = http.get(browser.get("/_dash-auth/login?next=/", headers=HTML).headers["Location"])
+    assert 'name="password"' in again.text  # the IdP's session ended too
+
+
+def test_idp_initiated_logout_ends_the_sessions_here(make_app, idp):
+    app = make_app(**saml_settings(idp))
+    browser = app.server.test_client()
+    started = browser.get("/_dash-auth/login?next=/", headers=HTML)
+    http = requests.Session()
+    _, fields = auto_post_form(submit_login(http, http.get(started.headers["Location"]), "alice", "alice-password"))
+    assert post_to_acs(browser, fields).status_code == 302 and has_session(browser)
+
+    request_to_us = at_the_idp_until_back(http, f"{idp.slo_url}?ReturnTo=http://127.0.0.1:9/bye")
+    assert urlsplit(request_to_us).path == "/_dash-auth/saml/sls" and "SAMLRequest" in request_to_us
+    answer = app.server.test_client().get(local(request_to_us))  # the IdP's front channel: no cookie of ours
+    assert answer.status_code == 302 and answer.headers["Location"].startswith(idp.url)
+    assert "SAMLResponse" in answer.headers["Location"]
+    assert not has_session(browser)
+
+
+def test_a_forged_logout_request_ends_nothing(make_app, idp):
+    app = make_app(**saml_settings(idp))
+    browser, fields = genuine_response(app)
+    assert post_to_acs(browser, fields).status_code == 302
+    answer = app.server.test_client().get("/_dash-auth/saml/sls?SAMLRequest=bm90IGEgcmVxdWVzdA%3D%3D")
+    assert answer.status_code in (400, 401) and has_session(browser)
