@@ -16,6 +16,7 @@ in ``strict`` mode, with signed assertions required and deprecated algorithms
 """
 from __future__ import annotations
 
+import email.utils
 import threading
 import time
 from pathlib import Path
@@ -273,13 +274,44 @@ class SamlConnector(RedirectConnector):
     def check(self, test_user: str | None = None) -> list[Finding]:
         try:
             idp = self.idp_settings()
-        except ProviderUnavailable as exc:
-            return [Finding(False, f"saml IdP metadata: {exc.log_detail}")]
-        return [
-            Finding(True, f"saml IdP {idp.get('entityId')}: SSO {idp['singleSignOnService']['url']}"),
-            Finding(True, "saml: give the IdP admin the SP metadata at "
-                          "https://<app host><routes prefix>_dash-auth/saml/metadata"),
-        ]
+        except (ProviderUnavailable, ConfigurationError) as exc:
+            return [Finding(False, f"saml IdP metadata: {getattr(exc, 'log_detail', '') or exc}")]
+        findings = [Finding(True, f"saml IdP {idp.get('entityId')}: metadata parsed, SSO "
+                                  f"{idp['singleSignOnService']['url']}, single logout "
+                                  f"{'offered' if idp.get('singleLogoutService', {}).get('url') else 'not offered'}")]
+        certificates = (idp.get("x509certMulti") or {}).get("signing") or [idp.get("x509cert")]
+        for pem in filter(None, certificates):
+            findings.append(_certificate_finding(pem))
+        if self.metadata_url:
+            try:
+                date = requests.head(self.metadata_url, timeout=self.timeout).headers.get("Date")
+            except requests.RequestException:
+                date = None
+            if date:
+                skew = abs(email.utils.parsedate_to_datetime(date).timestamp() - time.time())
+                findings.append(Finding(skew <= self.clock_skew, f"saml clock skew to the IdP: {skew:.0f} s "
+                                                                 f"(allowed {self.clock_skew} s)"))
+        findings.append(Finding(True, "saml: give the IdP admin the SP metadata at "
+                                      "https://<app host><routes prefix>_dash-auth/saml/metadata"))
+        return findings
+
+
+def _certificate_finding(cert_data: str) -> Finding:
+    """Whether an IdP signing certificate is valid now and for 30 more days."""
+    from cryptography import x509
+
+    pem = cert_data if "BEGIN CERTIFICATE" in cert_data else \
+        f"-----BEGIN CERTIFICATE-----\n{cert_data.strip()}\n-----END CERTIFICATE-----\n"
+    try:
+        cert = x509.load_pem_x509_certificate(pem.encode())
+    except ValueError as exc:
+        return Finding(False, f"saml IdP certificate cannot be read: {exc}")
+    left = cert.not_valid_after_utc.timestamp() - time.time()
+    subject = cert.subject.rfc4514_string()
+    if left <= 0:
+        return Finding(False, f"saml IdP certificate {subject}: EXPIRED on {cert.not_valid_after_utc:%Y-%m-%d}")
+    return Finding(left > 30 * 86400, f"saml IdP certificate {subject}: valid until "
+                                      f"{cert.not_valid_after_utc:%Y-%m-%d} ({left / 86400:.0f} days)")
 
 
 def _read(path: str | None, option: Option) -> str | None:

@@ -299,3 +299,18 @@ def test_a_forged_logout_request_ends_nothing(make_app, idp):
     assert post_to_acs(browser, fields).status_code == 302
     answer = app.server.test_client().get("/_dash-auth/saml/sls?SAMLRequest=bm90IGEgcmVxdWVzdA%3D%3D")
     assert answer.status_code in (400, 401) and has_session(browser)
+
+
+def test_check_reports_metadata_certificate_skew_and_the_sp_metadata_url(idp):
+    from .test_cli import cli
+
+    env = {"DASH_AUTH_CONNECTOR": "saml", "DASH_AUTH_SECRET_KEY": "k" * 40, "DASH_AUTH_PRIVACY": "authorized",
+           "DASH_AUTH_SAML_IDP_METADATA_URL": idp.metadata_url}
+    result = cli("check", env=env)
+    assert "ok   saml IdP" in result.stdout and "metadata parsed" in result.stdout
+    # the fixture's IdP certificate lives 30 days: near expiry, which check must flag
+    assert re.search(r"FAIL saml IdP certificate .*: valid until \d{4}-\d\d-\d\d \((29|30) days\)", result.stdout)
+    assert result.returncode == 1
+    assert "ok   saml clock skew to the IdP" in result.stdout and "_dash-auth/saml/metadata" in result.stdout
+    down = cli("check", env={**env, "DASH_AUTH_SAML_IDP_METADATA_URL": "http://127.0.0.1:9/metadata"})
+    assert down.returncode == 1 and "FAIL saml IdP metadata" in down.stdout
