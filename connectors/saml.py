@@ -46,6 +46,8 @@ USERNAME_ATTRIBUTE = Option("DASH_AUTH_SAML_USERNAME_ATTRIBUTE", text, help="def
 EMAIL_ATTRIBUTE = Option("DASH_AUTH_SAML_EMAIL_ATTRIBUTE", text, "mail")
 NAME_ATTRIBUTE = Option("DASH_AUTH_SAML_NAME_ATTRIBUTE", text, "displayName")
 GROUPS_ATTRIBUTE = Option("DASH_AUTH_SAML_GROUPS_ATTRIBUTE", text, "groups")
+NAMEID_FORMAT = Option("DASH_AUTH_SAML_NAMEID_FORMAT", text, "urn:oasis:names:tc:SAML:1.1:nameid-format:unspecified",
+                       help="NameID format the app asks for, e.g. ...:1.1:nameid-format:emailAddress")
 CLOCK_SKEW = Option("DASH_AUTH_SAML_CLOCK_SKEW", seconds, 60)
 TIMEOUT = Option("DASH_AUTH_SAML_TIMEOUT", seconds, 5)
 ALLOW_UNSOLICITED = Option("DASH_AUTH_SAML_ALLOW_IDP_INITIATED", boolean, False,
@@ -68,13 +70,14 @@ class SamlConnector(RedirectConnector):
     state_field = "RelayState"
     binds_browser = False  # the IdP's cross-site POST carries no SameSite cookie; InResponseTo binds it
     options = (METADATA_URL, METADATA_FILE, SP_ENTITY_ID, SP_CERT_FILE, SP_KEY_FILE, USERNAME_ATTRIBUTE,
-               EMAIL_ATTRIBUTE, NAME_ATTRIBUTE, GROUPS_ATTRIBUTE, CLOCK_SKEW, TIMEOUT, ALLOW_UNSOLICITED)
+               EMAIL_ATTRIBUTE, NAME_ATTRIBUTE, GROUPS_ATTRIBUTE, NAMEID_FORMAT, CLOCK_SKEW, TIMEOUT, ALLOW_UNSOLICITED)
 
     def __init__(self, *, metadata_url: str | None = None, metadata_file: str | None = None,
                  sp_entity_id: str | None = None, sp_cert: str | None = None, sp_key: str | None = None,
                  username_attribute: str | None = None, email_attribute: str = "mail",
                  name_attribute: str = "displayName", groups_attribute: str = "groups", clock_skew: int = 60,
-                 timeout: int = 5, allow_idp_initiated: bool = False) -> None:
+                 timeout: int = 5, allow_idp_initiated: bool = False,
+                 nameid_format: str = "urn:oasis:names:tc:SAML:1.1:nameid-format:unspecified") -> None:
         if bool(metadata_url) == bool(metadata_file):
             raise ConfigurationError("set one of DASH_AUTH_SAML_IDP_METADATA_URL and DASH_AUTH_SAML_IDP_METADATA_FILE")
         if bool(sp_cert) != bool(sp_key):
@@ -92,6 +95,7 @@ class SamlConnector(RedirectConnector):
         Constants.ALLOWED_CLOCK_DRIFT = clock_skew
         self.timeout = timeout
         self.allow_idp_initiated = allow_idp_initiated
+        self.nameid_format = nameid_format
         self._lock = threading.Lock()
         self._idp: tuple[float, dict[str, Any]] | None = None
         if metadata_file:
@@ -105,7 +109,8 @@ class SamlConnector(RedirectConnector):
                    sp_key=_read(key_file, SP_KEY_FILE), username_attribute=settings.get(USERNAME_ATTRIBUTE),
                    email_attribute=settings.get(EMAIL_ATTRIBUTE), name_attribute=settings.get(NAME_ATTRIBUTE),
                    groups_attribute=settings.get(GROUPS_ATTRIBUTE), clock_skew=settings.get(CLOCK_SKEW),
-                   timeout=settings.get(TIMEOUT), allow_idp_initiated=settings.get(ALLOW_UNSOLICITED))
+                   timeout=settings.get(TIMEOUT), allow_idp_initiated=settings.get(ALLOW_UNSOLICITED),
+                   nameid_format=settings.get(NAMEID_FORMAT))
 
     def accepts_unsolicited(self) -> bool:
         return self.allow_idp_initiated
@@ -150,7 +155,7 @@ class SamlConnector(RedirectConnector):
                 "entityId": self.sp_entity_id or f"{base}/saml/metadata",
                 "assertionConsumerService": {"url": callback_url, "binding": Constants.BINDING_HTTP_POST},
                 "singleLogoutService": {"url": f"{base}/saml/sls", "binding": Constants.BINDING_HTTP_REDIRECT},
-                "NameIDFormat": Constants.NAMEID_UNSPECIFIED,
+                "NameIDFormat": self.nameid_format,
                 "x509cert": self.sp_cert,
                 "privateKey": self.sp_key,
             },

@@ -84,6 +84,18 @@ def test_an_analyst_signs_in_at_the_idp_and_the_app_knows_her(make_app, idp):
     assert response.status_code == 200 and "Hello alice" in response.get_data(as_text=True)
 
 
+@pytest.mark.parametrize("next_url, lands_on", [("/reports?q=1", "/reports?q=1"), ("https://evil.example/", "/"),
+                                                ("//evil.example/", "/")])
+def test_next_survives_the_round_trip_but_never_leaves_the_app(make_app, idp, next_url, lands_on):
+    app = make_app(**saml_settings(idp))
+    browser = app.server.test_client()
+    started = browser.get("/_dash-auth/login", query_string={"next": next_url}, headers=HTML)
+    http = requests.Session()
+    _, fields = auto_post_form(submit_login(http, http.get(started.headers["Location"]), "alice", "alice-password"))
+    answer = post_to_acs(browser, fields)
+    assert answer.status_code == 302 and answer.headers["Location"] == lands_on
+
+
 def test_someone_outside_the_allowed_groups_is_refused(make_app, idp):
     app = make_app(**saml_settings(idp))
     browser, fields = genuine_response(app, "bob", "bob-password")
