@@ -26,7 +26,6 @@ from urllib.parse import urlsplit
 import requests
 from onelogin.saml2.auth import OneLogin_Saml2_Auth
 from onelogin.saml2.constants import OneLogin_Saml2_Constants as Constants
-from onelogin.saml2.errors import OneLogin_Saml2_Error, OneLogin_Saml2_ValidationError
 from onelogin.saml2.idp_metadata_parser import OneLogin_Saml2_IdPMetadataParser
 from onelogin.saml2.logout_request import OneLogin_Saml2_Logout_Request
 from onelogin.saml2.settings import OneLogin_Saml2_Settings
@@ -204,12 +203,8 @@ class SamlConnector(RedirectConnector):
         auth = OneLogin_Saml2_Auth(self._request_data(request, request.callback_url),
                                    self.saml_settings(request.callback_url))
         try:
-            # An unsolicited response (no pending request, allowed only when configured) must then
-            # carry no InResponseTo at all; python3-saml checks that when request_id is None.
-            auth.process_response(request_id=pending.get("request_id"))
-        except (OneLogin_Saml2_Error, OneLogin_Saml2_ValidationError, ValueError, TypeError) as exc:
-            raise ProviderRefused(log_detail=f"SAML response refused: {exc}"[:300]) from None
-        except Exception as exc:  # malformed XML and the like: a refusal, never a 500
+            auth.process_response(request_id=pending.get("request_id"))  # None only when unsolicited
+        except Exception as exc:  # validation errors, malformed XML and the like: a refusal, never a 500
             raise ProviderRefused(log_detail=f"SAML response refused: {type(exc).__name__}: {exc}"[:300]) from None
         if auth.get_errors() or not auth.is_authenticated():
             raise ProviderRefused(log_detail=f"SAML response refused: {auth.get_last_error_reason()}"[:300])
