@@ -46,7 +46,7 @@ from urllib.parse import urlencode, urlsplit
 
 import requests
 
-from processes import BenchError, free_port, run, stop_group
+from processes import BenchError, cpu_starved, free_port, package_rev, process_cpu, run, stop_group
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
@@ -61,7 +61,6 @@ DEFAULT_USERS = "alice,bob,jsmith,nina"
 # What the connector asks for in its search when groups come from memberOf (no
 # DASH_AUTH_LDAP_GROUP_BASE): username, mail, display name, cn, AD flags, memberOf.
 USER_ATTRIBUTES = ["uid", "mail", "displayName", "cn", "userAccountControl", "memberOf"]
-
 
 
 # -- one sign-in of each kind --------------------------------------------------------------------
@@ -243,25 +242,6 @@ def client_main(index: int, pipe: Pipe, cfg: ClientConfig, http_client: str) -> 
 # Counters read around each timed run: CPU seconds of our processes by role, and seconds
 # during which some runnable task (ours or not) waited for a CPU. /proc/stat's machine-wide
 # figures are left out: they are tick-sampled and came out lower than our own processes'.
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def process_cpu(pid: int) -> float:
-    """User + system CPU seconds of one process (all its threads); 0 once it is gone."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime
-
-
-def cpu_starved() -> float | None:
-    """Seconds since boot during which a runnable task waited for a CPU (Linux PSI)."""
-    try:
-        line = Path("/proc/pressure/cpu").read_text().split("\n", 1)[0]
-        return int(line.rsplit("total=", 1)[1]) / 1e6
-    except (OSError, IndexError, ValueError):
-        return None
 
 
 def children(pid: int) -> list[int]:
@@ -464,14 +444,6 @@ def versions() -> str:
             parts.append(f"{dist} (absent)")
     slapd = subprocess.run(["dpkg-query", "-W", "-f", "${Version}", "slapd"], capture_output=True, text=True)
     return ", ".join(parts + [f"slapd {slapd.stdout.strip() or '?'}"])
-
-
-def package_rev() -> str:
-    out = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
-                         capture_output=True, text=True, timeout=10)
-    dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--",
-                            "dash_enterprise_auth", "connectors"], capture_output=True, text=True, timeout=10)
-    return out.stdout.strip() + ("+uncommitted" if dirty.stdout.strip() else "")
 
 
 # -- the run -------------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+from pathlib import Path
 from typing import Callable
 
 
@@ -56,3 +57,36 @@ def prepare() -> bool:
         return False
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     return True
+
+
+# -- what the benches measure about the processes they run ----------------------------------------
+
+ROOT = Path(__file__).resolve().parents[1]
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def process_cpu(pid: int) -> float:
+    """User + system CPU seconds of one process (all its threads); 0 once it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime
+
+
+def cpu_starved() -> float | None:
+    """Seconds since boot during which a runnable task waited for a CPU (Linux PSI)."""
+    try:
+        line = Path("/proc/pressure/cpu").read_text().split("\n", 1)[0]
+        return int(line.rsplit("total=", 1)[1]) / 1e6
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def package_rev() -> str:
+    """The commit measured, marked when the package's code differs from it."""
+    out = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+                         capture_output=True, text=True, timeout=10)
+    dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--",
+                            "dash_enterprise_auth", "connectors"], capture_output=True, text=True, timeout=10)
+    return out.stdout.strip() + ("+uncommitted" if dirty.stdout.strip() else "")

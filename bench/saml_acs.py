@@ -55,7 +55,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 import requests
 
-from processes import BenchError, free_port, run, stop_group
+from processes import BenchError, cpu_starved, free_port, package_rev, process_cpu, run, stop_group
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
@@ -290,15 +290,6 @@ def client_main(pipe: Pipe, cfg: ClientConfig) -> None:
 
 # CPU seconds of our processes by role, and seconds during which a runnable task (ours or
 # another program's) waited for a CPU (Linux PSI), read at the start and end of each timed run.
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def process_cpu(pid: int) -> float:
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime + stime
 
 
 def child_pids(pid: int) -> list[int]:
@@ -309,14 +300,6 @@ def child_pids(pid: int) -> list[int]:
         except OSError:
             pass
     return found
-
-
-def cpu_starved() -> float | None:
-    try:
-        line = Path("/proc/pressure/cpu").read_text().split("\n", 1)[0]
-        return int(line.rsplit("total=", 1)[1]) / 1e6
-    except (OSError, IndexError, ValueError):
-        return None
 
 
 def snapshot(roles: dict[str, list[int]]) -> dict[str, float | None]:
@@ -547,14 +530,6 @@ def versions() -> str:
             parts.append(f"{dist} (absent)")
     ssp = subprocess.run(["dpkg-query", "-W", "-f", "${Version}", "simplesamlphp"], capture_output=True, text=True)
     return ", ".join(parts + [f"simplesamlphp {ssp.stdout.strip() or '?'}"])
-
-
-def package_rev() -> str:
-    out = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
-                         capture_output=True, text=True, timeout=10)
-    dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--",
-                            "dash_enterprise_auth", "connectors"], capture_output=True, text=True, timeout=10)
-    return out.stdout.strip() + ("+uncommitted" if dirty.stdout.strip() else "")
 
 
 # -- where one ACS post's time goes (--profile) ----------------------------------------------------
