@@ -35,16 +35,22 @@ def saml_settings(idp, **extra: Any) -> dict[str, Any]:
     return {"connector": "saml", "saml_idp_metadata_url": idp.metadata_url, "allowed_groups": ["analysts"], **extra}
 
 
-def genuine_response(app, username: str = "alice", password: str = "alice-password") -> tuple[Any, dict[str, str]]:
-    """A fresh sign-in at the IdP: the app's test client and the form the IdP's page would POST to the ACS."""
+def at_the_idp(app, username: str = "alice", password: str = "alice-password",
+               next_url: str = "/") -> tuple[Any, requests.Session, dict[str, str]]:
+    """A fresh sign-in at the IdP: the app's test client, the browser's session at the IdP, and the
+    form the IdP's page would POST to the ACS."""
     browser = app.server.test_client()
-    started = browser.get("/_dash-auth/login?next=/", headers=HTML)
+    started = browser.get("/_dash-auth/login", query_string={"next": next_url}, headers=HTML)
     assert started.status_code == 302, started.get_data(as_text=True)[:300]
     http = requests.Session()
-    page = http.get(started.headers["Location"])
-    posted = submit_login(http, page, username, password)
-    action, fields = auto_post_form(posted)
+    action, fields = auto_post_form(submit_login(http, http.get(started.headers["Location"]), username, password))
     assert action == ACS and "SAMLResponse" in fields and "RelayState" in fields
+    return browser, http, fields
+
+
+def genuine_response(app, username: str = "alice", password: str = "alice-password") -> tuple[Any, dict[str, str]]:
+    """The app's test client and a genuine signed response for it, ready to post to the ACS."""
+    browser, _, fields = at_the_idp(app, username, password)
     return browser, fields
 
 
@@ -88,10 +94,7 @@ def test_an_analyst_signs_in_at_the_idp_and_the_app_knows_her(make_app, idp):
                                                 ("//evil.example/", "/")])
 def test_next_survives_the_round_trip_but_never_leaves_the_app(make_app, idp, next_url, lands_on):
     app = make_app(**saml_settings(idp))
-    browser = app.server.test_client()
-    started = browser.get("/_dash-auth/login", query_string={"next": next_url}, headers=HTML)
-    http = requests.Session()
-    _, fields = auto_post_form(submit_login(http, http.get(started.headers["Location"]), "alice", "alice-password"))
+    browser, _, fields = at_the_idp(app, next_url=next_url)
     answer = post_to_acs(browser, fields)
     assert answer.status_code == 302 and answer.headers["Location"] == lands_on
 
@@ -273,10 +276,7 @@ def local(url: str) -> str:
 
 def test_logout_ends_the_app_session_and_the_idps(make_app, idp):
     app = make_app(**saml_settings(idp))
-    browser = app.server.test_client()
-    started = browser.get("/_dash-auth/login?next=/", headers=HTML)
-    http = requests.Session()
-    _, fields = auto_post_form(submit_login(http, http.get(started.headers["Location"]), "alice", "alice-password"))
+    browser, http, fields = at_the_idp(app)
     assert post_to_acs(browser, fields).status_code == 302 and has_session(browser)
 
     out = browser.get("/_dash-auth/logout", headers=HTML)
@@ -291,10 +291,7 @@ def test_logout_ends_the_app_session_and_the_idps(make_app, idp):
 
 def test_idp_initiated_logout_ends_the_sessions_here(make_app, idp):
     app = make_app(**saml_settings(idp))
-    browser = app.server.test_client()
-    started = browser.get("/_dash-auth/login?next=/", headers=HTML)
-    http = requests.Session()
-    _, fields = auto_post_form(submit_login(http, http.get(started.headers["Location"]), "alice", "alice-password"))
+    browser, http, fields = at_the_idp(app)
     assert post_to_acs(browser, fields).status_code == 302 and has_session(browser)
 
     request_to_us = at_the_idp_until_back(http, f"{idp.slo_url}?ReturnTo=http://127.0.0.1:9/bye")
