@@ -128,8 +128,10 @@ class SamlConnector(RedirectConnector):
             try:
                 xml = Path(self.metadata_file).read_text()
             except OSError as exc:
-                raise ConfigurationError(f"DASH_AUTH_SAML_IDP_METADATA_FILE={self.metadata_file!r} cannot be "
-                                         f"read: {exc.strerror}") from None
+                message = f"DASH_AUTH_SAML_IDP_METADATA_FILE={self.metadata_file!r} cannot be read: {exc.strerror}"
+                if self._idp is None:  # at start-up: stop it; later (file removed meanwhile): a 503
+                    raise ConfigurationError(message) from None
+                raise ProviderUnavailable(log_detail=message) from None
         else:
             try:
                 response = requests.get(self.metadata_url, timeout=self.timeout)

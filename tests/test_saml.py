@@ -323,3 +323,16 @@ def test_check_reports_metadata_certificate_skew_and_the_sp_metadata_url(idp):
     assert "ok   saml clock skew to the IdP" in result.stdout and "_dash-auth/saml/metadata" in result.stdout
     down = cli("check", env={**env, "DASH_AUTH_SAML_IDP_METADATA_URL": "http://127.0.0.1:9/metadata"})
     assert down.returncode == 1 and "FAIL saml IdP metadata" in down.stdout
+
+
+def test_a_metadata_file_that_disappears_later_gives_503_pages_not_500(make_app, idp, tmp_path, monkeypatch):
+    from dash_enterprise_auth.connectors import saml
+
+    metadata = tmp_path / "idp.xml"
+    metadata.write_text(idp.metadata_xml())
+    app = make_app(connector="saml", saml_idp_metadata_file=str(metadata), allowed_groups=["analysts"])
+    metadata.unlink()
+    monkeypatch.setattr(saml, "METADATA_TTL", 0.0)  # make the next request read the file again
+    for path in ("/_dash-auth/login?next=/", "/_dash-auth/saml/metadata"):
+        answer = app.server.test_client().get(path, headers=HTML)
+        assert answer.status_code == 503 and "Traceback" not in answer.get_data(as_text=True)
