@@ -58,6 +58,10 @@ def build_blueprint(protection: Protection, prefixes: Prefixes) -> Blueprint:
                     return unavailable(exc)
                 except AuthenticationError as exc:
                     return refused(exc)
+                except Exception:  # a connector bug must give the outage page, not a bare 500
+                    log.exception("dash-enterprise-auth: the %s connector failed to start a sign-in",
+                                  protection.connector.name)
+                    return unavailable(ServiceUnavailable(log_detail="connector error"))
             return login_form()
         if not protection.accepts_passwords:
             return problem(request, 405, "This app signs in through its identity provider.",

@@ -20,8 +20,9 @@ PROVIDER = "https://idp.example/authorize"
 class RoundTripConnector(RedirectConnector):
     name = "roundtrip"
 
-    def __init__(self, crash: bool = False) -> None:
+    def __init__(self, crash: bool = False, crash_at_login: bool = False) -> None:
         self.crash = crash
+        self.crash_at_login = crash_at_login
         self.callback_urls: list[str] = []
 
     @classmethod
@@ -29,6 +30,8 @@ class RoundTripConnector(RedirectConnector):
         return cls()
 
     def login(self, request: ProviderRequest, state: str) -> Redirect:
+        if self.crash_at_login:
+            raise KeyError("a bug in a connector")
         self.callback_urls.append(request.callback_url)
         nonce = secrets.token_hex(8)
         query = urlencode({"state": state, "nonce": nonce, "redirect_uri": request.callback_url})

@@ -98,6 +98,12 @@ def test_connector_bug_refuses_the_sign_in_without_a_500(make_app):
     assert not signed_in(client)
 
 
+def test_connector_bug_when_starting_a_sign_in_is_the_outage_page_not_a_500(make_app):
+    app = make_app(connector=RoundTripConnector(crash_at_login=True))
+    response = app.server.test_client().get("/_dash-auth/login?next=/", headers={"Accept": "text/html"})
+    assert response.status_code == 503 and b"unavailable" in response.data and b"Traceback" not in response.data
+
+
 def test_expired_round_trip_is_refused(app, monkeypatch):
     import time
 
