@@ -88,5 +88,5 @@ def package_rev() -> str:
     out = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
                          capture_output=True, text=True, timeout=10)
     dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--",
-                            "dash_enterprise_auth", "connectors"], capture_output=True, text=True, timeout=10)
+                            "dash_enterprise_auth"], capture_output=True, text=True, timeout=10)
     return out.stdout.strip() + ("+uncommitted" if dirty.stdout.strip() else "")

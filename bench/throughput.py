@@ -34,7 +34,7 @@ from pathlib import Path
 
 import requests
 
-from processes import BenchError, free_port, prepare, run, stop_group
+from processes import BenchError, free_port, package_rev, prepare, run, stop_group
 from redis_server import RedisServer, RedisUnavailable, start_redis
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -235,15 +235,6 @@ def run_wrk(server: Server, endpoint: str, duration: float, threads: int,
     return WrkResult(rps=v["requests"] / (v["duration_us"] / 1e6), p50_ms=v["p50_us"] / 1e3,
                      p99_ms=v["p99_us"] / 1e3, non200=v["non200"],
                      socket_errors=v["socket_errors"])
-
-
-def package_rev() -> str:
-    out = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
-                         capture_output=True, text=True, timeout=10)
-    dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--",
-                            "dash_enterprise_auth", "connectors"],
-                           capture_output=True, text=True, timeout=10)
-    return out.stdout.strip() + ("+uncommitted" if dirty.stdout.strip() else "")
 
 
 def versions() -> str:

@@ -60,3 +60,23 @@ class ServiceUnavailable(AuthenticationError):
 
 class SessionStoreUnavailable(ServiceUnavailable):
     """The session store (SQLite file, Redis) failed; nobody is let in meanwhile."""
+
+
+class ProviderUnavailable(ServiceUnavailable):
+    """The identity provider (directory, IdP, OAuth server) does not answer."""
+
+    default_message = ("The identity provider does not answer right now, so nobody can sign in. "
+                       "Try again in a few minutes.")
+
+
+class ProviderRefused(AuthenticationError):
+    """The provider, or its answer, did not give a sign-in."""
+
+    default_message = "The identity provider did not sign you in. Please try again."
+
+
+class SessionEnded(AuthenticationError):
+    """The viewer's session ended (signed out elsewhere, revoked, expired) while a request ran:
+    the request is answered as one without a session."""
+
+    default_message = "Not signed in, or the session has ended. Sign in again."

@@ -14,7 +14,7 @@ import requests
 from joserfc import jwt
 from joserfc.jwk import RSAKey
 
-from dash_enterprise_auth.connectors.oauth import ProviderRefused
+from dash_enterprise_auth.errors import ProviderRefused
 from dash_enterprise_auth.connectors.oidc import OidcConnector
 from dash_enterprise_auth.errors import ConfigurationError
 from dash_enterprise_auth.settings import Settings

@@ -22,10 +22,11 @@ from typing import Any, Mapping
 
 import requests
 
-from ..errors import AccountLocked, ConfigurationError
+from ..errors import AccountLocked, ConfigurationError, ProviderRefused, ProviderUnavailable
 from ..settings import Option, Secret, Settings, one_of, seconds, text
 from .base import Finding, Identity, ProviderRequest, Redirect, RedirectConnector
-from .oauth import OAuthClient, ProviderRefused, ProviderUnavailable, describe
+from .http import describe
+from .oauth import OAuthClient
 
 DOMAIN = Option("DASH_AUTH_PLOTLY_DOMAIN", text, help="the Plotly server; falls back to PLOTLY_DOMAIN")
 PLOTLY_DOMAIN = Option("PLOTLY_DOMAIN", text, "https://plot.ly")

@@ -23,10 +23,11 @@ from joserfc import jwt
 from joserfc.errors import InvalidKeyIdError, JoseError
 from joserfc.jwk import KeySet
 
-from ..errors import ConfigurationError
+from ..errors import ConfigurationError, ProviderRefused, ProviderUnavailable
 from ..settings import Option, Secret, Settings, seconds, text
 from .base import Finding, Identity, ProviderRequest, Redirect, RedirectConnector
-from .oauth import OAuthClient, ProviderRefused, ProviderUnavailable, describe
+from .http import describe
+from .oauth import OAuthClient
 
 ISSUER = Option("DASH_AUTH_OIDC_ISSUER", text, help="issuer URL; its /.well-known/openid-configuration is read")
 CLIENT_ID = Option("DASH_AUTH_OIDC_CLIENT_ID", text)

@@ -33,10 +33,10 @@ from onelogin.saml2.logout_request import OneLogin_Saml2_Logout_Request
 from onelogin.saml2.settings import OneLogin_Saml2_Settings
 from onelogin.saml2.xml_utils import OneLogin_Saml2_XML
 
-from ..errors import ConfigurationError
+from ..errors import ConfigurationError, ProviderRefused, ProviderUnavailable
 from ..settings import Option, Settings, boolean, seconds, text
 from .base import Finding, Identity, ProviderRequest, Redirect, RedirectConnector
-from .oauth import ProviderRefused, ProviderUnavailable, describe
+from .http import describe
 
 METADATA_URL = Option("DASH_AUTH_SAML_IDP_METADATA_URL", text, help="the IdP's metadata URL")
 METADATA_FILE = Option("DASH_AUTH_SAML_IDP_METADATA_FILE", text, help="or the IdP's metadata XML file")

@@ -16,8 +16,9 @@ from authlib.common.errors import AuthlibBaseError
 from authlib.integrations.requests_client import OAuth2Session
 from authlib.oauth2.rfc7636 import create_s256_code_challenge
 
-from ..errors import AuthenticationError, ServiceUnavailable
+from ..errors import ProviderRefused, ProviderUnavailable
 from .base import ProviderRequest, Redirect
+from .http import describe
 
 # RFC 6749 4.1.2.1 error codes a person can cause, with what to tell them.
 PROVIDER_ERRORS = {
@@ -26,17 +27,6 @@ PROVIDER_ERRORS = {
     "consent_required": "The identity provider needs your consent for this app.",
     "interaction_required": "The identity provider needs you to finish signing in there.",
 }
-
-
-class ProviderUnavailable(ServiceUnavailable):
-    default_message = ("The identity provider does not answer right now, so nobody can sign in. "
-                       "Try again in a few minutes.")
-
-
-class ProviderRefused(AuthenticationError):
-    """The provider, or its answer, did not give a sign-in."""
-
-    default_message = "The identity provider did not sign you in. Please try again."
 
 
 class OAuthClient:
@@ -113,11 +103,3 @@ class OAuthClient:
         except (requests.RequestException, AuthlibBaseError):
             return False
         return response.status_code == 200
-
-
-def describe(exc: requests.RequestException) -> str:
-    if isinstance(exc, requests.Timeout):
-        return "no answer within the timeout"
-    if isinstance(exc, requests.ConnectionError):
-        return "connection failed"
-    return type(exc).__name__
