@@ -74,18 +74,20 @@ def finish(protection: Protection, request: Request) -> tuple[Identity, str]:
     """The identity and the ``next`` path of a callback; AuthenticationError when refused."""
     connector = cast(RedirectConnector, protection.connector)  # the views call this for redirect connectors only
     state = request.values.get(connector.state_field, "")
-    pending: dict[str, Any] | None = None
-    if state and len(state) <= MAX_STATE_LENGTH:
-        pending = protection.store.take_pending(_pending_key(state))
+    usable = bool(state) and len(state) <= MAX_STATE_LENGTH
+    # The browser binding is checked before the single-use state is taken: a stray use of the
+    # callback URL (a link scanner, a prefetching proxy, a replayed leaked URL) must be refused
+    # without spending the sign-in that the right browser is about to finish.
+    if usable and connector.binds_browser and not hmac.compare_digest(request.cookies.get(STATE_COOKIE, ""), state):
+        raise WrongBrowser(log_detail="state cookie missing or different")
+    pending = protection.store.take_pending(_pending_key(state)) if usable else None
     if pending is None and connector.accepts_unsolicited():
         identity = connector.complete(provider_request(protection, request), {})
         return _used_once(protection, identity), protection.prefixes.app_root(request)
-    if not state or len(state) > MAX_STATE_LENGTH:
+    if not usable:
         raise SignInExpired(log_detail="callback without a usable state")
     if pending is None or pending.get("connector") != connector.name:
         raise SignInExpired(log_detail="unknown, used or expired state")
-    if connector.binds_browser and not hmac.compare_digest(request.cookies.get(STATE_COOKIE, ""), state):
-        raise WrongBrowser(log_detail="state cookie missing or different")
     identity = connector.complete(provider_request(protection, request), pending.get("data") or {})
     return _used_once(protection, identity), str(pending.get("next") or protection.prefixes.app_root(request))
 

@@ -82,6 +82,21 @@ def test_an_analyst_signs_in_at_the_provider_and_the_app_knows_her(make_app, oid
     assert status == 200 and "Hello alice" in json.dumps(body)
 
 
+def test_a_stray_request_to_the_callback_url_leaves_the_sign_in_to_its_browser(make_app, oidc_provider):
+    app = make_app(**oidc_settings(oidc_provider))
+    browser = app.server.test_client()
+    http = requests.Session()
+    back = submit_login(http, get_at_provider(http, to_provider(browser)), "alice", PASSWORD["alice"])
+    callback = local(back.headers["Location"])
+    scanner = app.server.test_client()  # a link scanner or prefetching proxy: not the browser that started it
+    refused = scanner.get(callback, headers=HTML)
+    assert refused.status_code == 400 and "another browser" in refused.get_data(as_text=True)
+    assert not has_session(scanner)
+    assert browser.get(callback, headers=HTML).status_code == 302
+    status, body = greeting(browser)
+    assert status == 200 and "Hello alice" in json.dumps(body)
+
+
 def test_claims_are_configurable_with_dotted_paths(oidc_provider):
     connector = connector_for(oidc_provider, oidc_username_claim="email", oidc_name_claim="profile.display",
                               oidc_email_claim="email", oidc_groups_claim="realm_access.roles")

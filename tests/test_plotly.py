@@ -47,6 +47,11 @@ def plotly_settings(server: PlotlyServer, **extra: Any) -> dict[str, Any]:
 
 def sign_in_at_plotly(app_client, username: str, password: str, cancel: bool = False):
     """Go to the stub's authorize page with requests, submit its form, hand the callback to the app."""
+    return app_client.get(callback_from_plotly(app_client, username, password, cancel), headers=HTML)
+
+
+def callback_from_plotly(app_client, username: str, password: str, cancel: bool = False) -> str:
+    """The path and query Plotly sends the browser back to after its sign-in form."""
     started = app_client.get("/_dash-auth/login?next=/", headers=HTML)
     assert started.status_code == 302, started.get_data(as_text=True)[:300]
     http = requests.Session()
@@ -61,7 +66,7 @@ def sign_in_at_plotly(app_client, username: str, password: str, cancel: bool = F
     assert back.status_code == 302, back.text[:300]
     location = urlsplit(back.headers["Location"])
     assert f"{location.scheme}://{location.netloc}" == IN_PROCESS_APP
-    return app_client.get(f"{location.path}?{location.query}", headers=HTML)
+    return f"{location.path}?{location.query}"
 
 
 def greeting(app_client) -> tuple[int, str]:
@@ -142,6 +147,19 @@ def test_secret_sharing_admits_the_share_key_link_and_nothing_else(make_app, plo
     forged.set_cookie("dash-auth-share", share_key)  # an unsigned cookie is worth nothing
     assert greeting(forged)[0] == 401
     assert sign_in_at_plotly(app.server.test_client(), "carol", "carol-pw").status_code == 403
+
+
+def test_a_stray_request_to_the_callback_url_leaves_the_sign_in_to_its_browser(make_app, plotly):
+    app = make_app(**plotly_settings(plotly))
+    browser = app.server.test_client()
+    callback = callback_from_plotly(browser, "bob", "bob-pw")
+    scanner = app.server.test_client()  # a link scanner or prefetching proxy: not the browser that started it
+    refused = scanner.get(callback, headers=HTML)
+    assert refused.status_code == 400 and "another browser" in refused.get_data(as_text=True)
+    assert greeting(scanner)[0] == 401
+    assert browser.get(callback, headers=HTML).status_code == 302
+    status, body = greeting(browser)
+    assert status == 200 and "Hello bob" in body
 
 
 def test_a_cancelled_sign_in_is_a_refusal_page(make_app, plotly):
