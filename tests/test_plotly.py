@@ -123,8 +123,20 @@ def test_logout_revokes_the_token_at_plotly(make_app, plotly):
     assert greeting(browser)[0] == 401
 
 
-def test_public_sharing_opens_the_app_to_anyone(make_app, plotly):
+def test_public_sharing_admits_any_signed_in_plotly_user_and_no_anonymous_visitor(make_app, plotly):
     app = make_app(**plotly_settings(plotly, plotly_sharing="public"))
+    visitor = app.server.test_client()
+    assert visitor.get("/", headers=HTML).status_code == 302  # to sign-in, as with dash-auth 1.x
+    assert greeting(visitor)[0] == 401
+    carol = app.server.test_client()  # the file is not shared with her; it is world-readable
+    assert sign_in_at_plotly(carol, "carol", "carol-pw").status_code == 302
+    status, body = greeting(carol)
+    assert status == 200 and "Hello carol" in body
+    assert plotly.files[APP]["world_readable"]
+
+
+def test_anonymous_sharing_is_the_explicit_way_to_open_the_app_to_anyone(make_app, plotly):
+    app = make_app(**plotly_settings(plotly, plotly_sharing="anonymous"))
     visitor = app.server.test_client()
     assert visitor.get("/", headers=HTML).status_code == 200
     status, body = greeting(visitor)
@@ -206,3 +218,17 @@ def test_plotlyauth_from_dash_auth_1_maps_onto_the_connector(plotly, monkeypatch
     assert browser.get("/", headers=HTML).status_code == 302
     assert sign_in_at_plotly(browser, "bob", "bob-pw").status_code == 302
     assert browser.get("/", headers=HTML).status_code == 200
+
+
+def test_plotlyauth_public_still_asks_for_a_sign_in_as_dash_auth_1_did(plotly, monkeypatch, secret_key):
+    monkeypatch.setenv("PLOTLY_DOMAIN", plotly.url)
+    monkeypatch.setenv("PLOTLY_USERNAME", "alice")
+    monkeypatch.setenv("PLOTLY_API_KEY", API_KEY)
+    app = dash.Dash(__name__)
+    app.server.secret_key = secret_key
+    app.layout = dash.html.Div("hello")
+    auth.PlotlyAuth(app, APP, "public")
+    visitor = app.server.test_client()
+    assert visitor.get("/", headers=HTML).status_code == 302
+    assert sign_in_at_plotly(visitor, "carol", "carol-pw").status_code == 302
+    assert visitor.get("/", headers=HTML).status_code == 200

@@ -5,9 +5,13 @@ server (``DASH_AUTH_PLOTLY_APP_NAME``), created or updated there with the
 app's sharing at first use; a viewer signs in at ``{domain}/o/authorize``;
 ``/v2/users/current`` says who they are; ``GET /v2/files/<fid>`` with their
 token says whether they may view the app; logout revokes the token at
-``/Auth/o/revoke_token/``. ``sharing`` replaces the privacy level:
-``public`` = anyone, ``private`` = those the Plotly server lets view the
-file, ``secret`` = those plus anyone with the file's ``share_key`` link.
+``/Auth/o/revoke_token/``. ``sharing`` replaces the privacy level, with
+dash-auth 1.x's meaning: every level needs a Plotly sign-in. ``private`` =
+those the Plotly server lets view the file, ``public`` = any signed-in user
+of that server (the file is world-readable), ``secret`` = those of
+``private`` plus anyone with the file's ``share_key`` link. Anonymous access
+exists only as its own, explicitly named level, ``anonymous``: a drop-in
+must never open an app that used to ask for a sign-in.
 
 What changed: PlotlyAuth used the implicit grant (the token in the URL
 fragment, no ``state``); this connector uses the authorization code flow with
@@ -36,7 +40,8 @@ PLOTLY_API_DOMAIN = Option("PLOTLY_API_DOMAIN", text)
 CLIENT_ID = Option("DASH_AUTH_PLOTLY_CLIENT_ID", text,
                    help="OAuth client id; unset: the app registers itself with the API credentials")
 APP_NAME = Option("DASH_AUTH_PLOTLY_APP_NAME", text, help="the app's file name on the Plotly server")
-SHARING = Option("DASH_AUTH_PLOTLY_SHARING", one_of("private", "public", "secret"), "private")
+SHARING = Option("DASH_AUTH_PLOTLY_SHARING", one_of("private", "public", "secret", "anonymous"), "private",
+                 help="private, public (any signed-in user), secret (share link) or anonymous (no sign-in)")
 APP_URL = Option("DASH_AUTH_PLOTLY_APP_URL", text, help="the app's public URL, recorded with its file")
 USERNAME = Option("PLOTLY_USERNAME", text, help="the app owner's Plotly username (API calls)")
 API_KEY = Option("PLOTLY_API_KEY", text, secret=True, help="the app owner's Plotly API key")
@@ -82,7 +87,7 @@ class PlotlyConnector(RedirectConnector):
                    username=settings.get(USERNAME), api_key=settings.get(API_KEY), timeout=settings.get(TIMEOUT))
 
     def privacy_level(self) -> str:
-        return "unauthorized" if self.sharing == "public" else "authorized"
+        return "unauthorized" if self.sharing == "anonymous" else "authorized"
 
     # -- the Plotly API, as the app's owner --------------------------------------------------
 
@@ -103,7 +108,8 @@ class PlotlyConnector(RedirectConnector):
         with self._lock:
             if self._file and time.monotonic() - self._file[0] < FILE_TTL:
                 return self._file[1]
-        wanted = {"world_readable": self.sharing == "public", "share_key_enabled": self.sharing == "secret"}
+        wanted = {"world_readable": self.sharing in ("public", "anonymous"),
+                  "share_key_enabled": self.sharing == "secret"}
         found = self._api("GET", "/v2/files/lookup", params={"path": self.app_name})
         if found.status_code == 404:
             body = {"filename": self.app_name, **wanted, **({"app_url": self.app_url} if self.app_url else {})}
@@ -152,13 +158,12 @@ class PlotlyConnector(RedirectConnector):
         status, user = client.get_json(self.api_domain + "/v2/users/current", token)
         if status != 200 or not isinstance(user, dict) or not isinstance(user.get("username"), str):
             raise ProviderRefused(log_detail=f"/v2/users/current answered {status}")
-        if self.sharing != "public":
-            fid = self.app_file()["fid"]
-            status, _ = client.get_json(f"{self.api_domain}/v2/files/{fid}", token, ok=(200,))
-            if status != 200:
-                raise AccountLocked(
-                    f"Your Plotly account {user['username']} may not view this app. Ask its owner to share it "
-                    "with you.", log_detail=f"GET /v2/files/{fid} with the viewer's token answered {status}")
+        fid = self.app_file()["fid"]  # a world-readable file (public sharing) passes for every account
+        status, _ = client.get_json(f"{self.api_domain}/v2/files/{fid}", token, ok=(200,))
+        if status != 200:
+            raise AccountLocked(
+                f"Your Plotly account {user['username']} may not view this app. Ask its owner to share it "
+                "with you.", log_detail=f"GET /v2/files/{fid} with the viewer's token answered {status}")
         return Identity(
             username=user["username"],
             email=user.get("email") if isinstance(user.get("email"), str) else None,
