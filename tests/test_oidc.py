@@ -14,9 +14,8 @@ import requests
 from joserfc import jwt
 from joserfc.jwk import RSAKey
 
-from dash_enterprise_auth.errors import ProviderRefused
 from dash_enterprise_auth.connectors.oidc import OidcConnector
-from dash_enterprise_auth.errors import ConfigurationError
+from dash_enterprise_auth.errors import ConfigurationError, ProviderRefused
 from dash_enterprise_auth.settings import Settings
 
 from .conftest import IN_PROCESS_APP, OIDC_CLIENT_ID, OIDC_CLIENT_SECRET, UPDATE_GREETING

@@ -26,7 +26,7 @@ from joserfc.jwk import KeySet
 from ..errors import ConfigurationError, ProviderRefused, ProviderUnavailable
 from ..settings import Option, Secret, Settings, seconds, text
 from .base import Finding, Identity, ProviderRequest, Redirect, RedirectConnector
-from .http import describe
+from .http import Probe, describe
 from .oauth import OAuthClient
 
 ISSUER = Option("DASH_AUTH_OIDC_ISSUER", text, help="issuer URL; its /.well-known/openid-configuration is read")
@@ -78,6 +78,7 @@ class OidcConnector(RedirectConnector):
         self._lock = threading.Lock()
         self._metadata: tuple[float, dict[str, Any]] | None = None
         self._keys: tuple[float, KeySet] | None = None
+        self._probe = Probe(lambda: self.metadata(fresh=True))
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "OidcConnector":
@@ -102,10 +103,11 @@ class OidcConnector(RedirectConnector):
             raise ProviderUnavailable(log_detail=f"{url} did not answer a JSON object")
         return body, response
 
-    def metadata(self) -> dict[str, Any]:
-        """The discovery document, cached for an hour; its issuer must be ours exactly."""
+    def metadata(self, fresh: bool = False) -> dict[str, Any]:
+        """The discovery document, cached for an hour (``fresh``: asked for now); its issuer
+        must be ours exactly."""
         with self._lock:
-            if self._metadata and time.monotonic() - self._metadata[0] < METADATA_TTL:
+            if not fresh and self._metadata and time.monotonic() - self._metadata[0] < METADATA_TTL:
                 return self._metadata[1]
         url = self.issuer.rstrip("/") + "/.well-known/openid-configuration"
         document, _ = self._fetch(url)
@@ -239,7 +241,8 @@ class OidcConnector(RedirectConnector):
         return requests.Request("GET", endpoint, params=params).prepare().url
 
     def ping(self) -> None:
-        self.metadata()
+        """Health: the provider answers its discovery document now, not an hour ago."""
+        self._probe()
 
     def check(self, test_user: str | None = None) -> list[Finding]:
         url = self.issuer.rstrip("/") + "/.well-known/openid-configuration"

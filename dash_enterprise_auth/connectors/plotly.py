@@ -29,7 +29,7 @@ import requests
 from ..errors import AccountLocked, ConfigurationError, ProviderRefused, ProviderUnavailable
 from ..settings import Option, Secret, Settings, one_of, seconds, text
 from .base import Finding, Identity, ProviderRequest, Redirect, RedirectConnector
-from .http import describe
+from .http import Probe, describe
 from .oauth import OAuthClient
 
 DOMAIN = Option("DASH_AUTH_PLOTLY_DOMAIN", text, help="the Plotly server; falls back to PLOTLY_DOMAIN")
@@ -77,6 +77,7 @@ class PlotlyConnector(RedirectConnector):
         self._clients: dict[str, OAuthClient] = {}  # by redirect URI, when registered here
         self._file: tuple[float, dict[str, Any]] | None = None
         self._lock = threading.Lock()
+        self._probe = Probe(self._reach)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "PlotlyConnector":
@@ -189,6 +190,12 @@ class PlotlyConnector(RedirectConnector):
     # -- health and check ------------------------------------------------------------------------
 
     def ping(self) -> None:
+        """Health: the Plotly API answers the owner's credentials now; the app's file is kept in
+        line with the sharing on the way."""
+        self._probe()
+
+    def _reach(self) -> None:
+        self._api("GET", "/v2/users/current")
         self.app_file()
 
     def check(self, test_user: str | None = None) -> list[Finding]:

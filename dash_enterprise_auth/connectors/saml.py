@@ -36,7 +36,7 @@ from onelogin.saml2.xml_utils import OneLogin_Saml2_XML
 from ..errors import ConfigurationError, ProviderRefused, ProviderUnavailable
 from ..settings import Option, Settings, boolean, seconds, text
 from .base import Finding, Identity, ProviderRequest, Redirect, RedirectConnector
-from .http import describe
+from .http import Probe, describe
 
 METADATA_URL = Option("DASH_AUTH_SAML_IDP_METADATA_URL", text, help="the IdP's metadata URL")
 METADATA_FILE = Option("DASH_AUTH_SAML_IDP_METADATA_FILE", text, help="or the IdP's metadata XML file")
@@ -100,6 +100,7 @@ class SamlConnector(RedirectConnector):
         self.nameid_format = nameid_format
         self._lock = threading.Lock()
         self._idp: tuple[float, dict[str, Any]] | None = None
+        self._probe = Probe(lambda: self.idp_settings(fresh=True))
         if metadata_file:
             self.idp_settings()  # a missing or broken file stops start-up
 
@@ -119,10 +120,11 @@ class SamlConnector(RedirectConnector):
 
     # -- settings for python3-saml ----------------------------------------------------------
 
-    def idp_settings(self) -> dict[str, Any]:
-        """The IdP part of python3-saml's settings, from its metadata (cached for an hour)."""
+    def idp_settings(self, fresh: bool = False) -> dict[str, Any]:
+        """The IdP part of python3-saml's settings, from its metadata (cached for an hour;
+        ``fresh``: read now)."""
         with self._lock:
-            if self._idp and time.monotonic() - self._idp[0] < METADATA_TTL:
+            if not fresh and self._idp and time.monotonic() - self._idp[0] < METADATA_TTL:
                 return self._idp[1]
         if self.metadata_file:
             try:
@@ -274,7 +276,8 @@ class SamlConnector(RedirectConnector):
     # -- health and check ----------------------------------------------------------------------
 
     def ping(self) -> None:
-        self.idp_settings()
+        """Health: the IdP's metadata can be read and parsed now (fetched, when it is a URL)."""
+        self._probe()
 
     def check(self, test_user: str | None = None) -> list[Finding]:
         try:
