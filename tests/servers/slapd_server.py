@@ -13,6 +13,7 @@ import base64
 import datetime
 import hashlib
 import os
+import re
 import secrets
 import subprocess
 import time
@@ -86,6 +87,19 @@ AD_LIKE_SCHEMA = [
 ]
 
 Entry = tuple[str, list[tuple[str, str]]]
+
+# slapd's stats lines for a bind and for its answer: "conn=1003 op=0 BIND dn="..." method=128",
+# "conn=1003 op=0 RESULT tag=97 err=49 ..." (tag 97 is a BindResponse).
+_BIND_LINE = re.compile(r'conn=(\d+) op=(\d+) BIND dn="(.*)" method=')
+_BIND_RESULT_LINE = re.compile(r"conn=(\d+) op=(\d+) RESULT tag=97 err=(\d+)")
+
+
+@dataclass(frozen=True)
+class Bind:
+    """A bind slapd logged: the DN asked for and its result code (None until slapd logged the answer)."""
+
+    dn: str
+    result: int | None
 
 
 def ssha(password: str) -> str:
@@ -208,6 +222,10 @@ class SlapdServer:
     groups_base: str = GROUPS_BASE
     ldap_port: int = field(default_factory=free_port)
     ldaps_port: int = field(default_factory=free_port)
+    #: Also serve this suffix from a back-null database that accepts a bind as *any* DN under it,
+    #: with any password, and whose searches find nobody: a directory (or proxy) that
+    #: does not check passwords of names it does not know.
+    accept_any_bind_under: str | None = None
     process: subprocess.Popen | None = None
 
     def __post_init__(self) -> None:
@@ -240,6 +258,28 @@ class SlapdServer:
         if not self.log_path.exists():
             return ""
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+    def log_mark(self) -> int:
+        """Where the log ends now; ``binds_since(mark)`` reads only what slapd logged after it."""
+        return self.log_path.stat().st_size if self.log_path.exists() else 0
+
+    def binds_since(self, mark: int) -> list[Bind]:
+        """Every bind slapd logged after ``mark`` (``-d stats``), in order, with its result code.
+
+        slapd logs a result after sending it, so a client can see the answer before the log
+        does: wait for the result (``Bind.result is not None``) rather than reading once.
+        """
+        with open(self.log_path, "rb") as log:
+            log.seek(mark)
+            text = log.read().decode("utf-8", "replace")
+        binds: dict[tuple[str, str], Bind] = {}
+        for line in text.splitlines():
+            if match := _BIND_LINE.search(line):
+                binds.setdefault(match.group(1, 2), Bind(match.group(3), None))
+            elif (match := _BIND_RESULT_LINE.search(line)) and match.group(1, 2) in binds:
+                key = match.group(1, 2)
+                binds[key] = Bind(binds[key].dn, int(match.group(3)))
+        return list(binds.values())
 
     def start(self) -> "SlapdServer":
         """Start slapd (configuring and seeding it the first time); returns once the service account can search."""
@@ -370,6 +410,7 @@ class SlapdServer:
             ("cn=module{0},cn=config", [
                 ("objectClass", "olcModuleList"), ("cn", "module{0}"), ("olcModulePath", MODULE_PATH),
                 ("olcModuleLoad", "back_mdb"), ("olcModuleLoad", "memberof"), ("olcModuleLoad", "ppolicy"),
+                *([("olcModuleLoad", "back_null")] if self.accept_any_bind_under else []),
             ]),
             ("cn=schema,cn=config", [("objectClass", "olcSchemaConfig"), ("cn", "schema")]),
         ]
@@ -395,6 +436,12 @@ class SlapdServer:
                 ("olcOverlay", "{1}ppolicy"), ("olcPPolicyDefault", f"cn=default,{POLICIES_BASE}"),
             ]),
         ]
+        if self.accept_any_bind_under:
+            tail.append(("olcDatabase={2}null,cn=config", [
+                ("objectClass", "olcDatabaseConfig"), ("objectClass", "olcNullConfig"),
+                ("olcDatabase", "{2}null"), ("olcSuffix", self.accept_any_bind_under),
+                ("olcDbBindAllowed", "TRUE"),
+            ]))
         return f"{to_ldif(entries)}\n{schema_includes}\n\n{ad_like}\n{to_ldif(tail)}"
 
     def _skeleton(self) -> list[Entry]:
