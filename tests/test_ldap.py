@@ -1,6 +1,7 @@
 """The LDAP connector against a real OpenLDAP slapd started by the fixtures (no mock LDAP)."""
 from __future__ import annotations
 
+import html
 import logging
 import socket
 import subprocess
@@ -11,6 +12,7 @@ from typing import Any
 import pytest
 from ldap3 import Connection, Server
 from ldap3.core.exceptions import LDAPException
+from ldap3.utils.dn import parse_dn
 
 from dash_enterprise_auth.connectors.ldap import DirectoryUnavailable, LdapConnector
 from dash_enterprise_auth.errors import AccountLocked, ConfigurationError, InvalidCredentials
@@ -18,10 +20,11 @@ from dash_enterprise_auth.settings import Settings
 
 from .conftest import sign_in
 from .servers.redis_server import make_tls_files
-from .servers.slapd_server import PASSWORDS, WEIRD_UID, SlapdServer
+from .servers.slapd_server import DUP_DNS, PASSWORDS, USER_DNS, WEIRD_UID, Bind, SlapdServer
 from .test_cli import cli
 
 ANALYSTS_DN = "cn=analysts,ou=groups,dc=example,dc=org"
+INVALID_CREDENTIALS = 49
 
 
 def settings_for(server: SlapdServer, **extra: Any) -> dict[str, Any]:
@@ -162,6 +165,68 @@ def test_the_form_refuses_bad_input_with_a_page_never_a_500(make_app, slapd):
         assert client.get("/").status_code == 401  # still no session
     disabled = sign_in(client, "disabled", PASSWORDS["disabled"])
     assert disabled.status_code == 403 and "disabled in the directory" in disabled.get_data(as_text=True)
+
+
+# -- what a refusal gives away ------------------------------------------------------------
+
+def user_binds(server: SlapdServer, mark: int, answered: int, wait: float = 5.0) -> list[Bind]:
+    """The binds slapd logged after ``mark`` other than the service account's, once ``answered``
+    of them have their result in the log (slapd logs a result after sending it), or after ``wait``."""
+    deadline = time.monotonic() + wait
+    while True:
+        binds = [b for b in server.binds_since(mark) if rdns(b.dn) != rdns(server.service_dn)]
+        if sum(b.result is not None for b in binds) >= answered or time.monotonic() > deadline:
+            return binds
+        time.sleep(0.02)
+
+
+def rdns(dn: str) -> list[tuple[str, str]]:
+    """A DN as (attribute, value) pairs in lower case, to compare DNs however they are escaped."""
+    return [(name.lower(), value.lower()) for name, value, _ in parse_dn(dn)]
+
+
+def test_an_unknown_or_ambiguous_username_costs_the_directory_a_password_bind_like_a_wrong_password(make_app, slapd):
+    # Refusing an unknown name without a bind answers faster than checking a password, which tells
+    # an attacker which usernames exist. What they can measure: the directory's work and the page.
+    app = make_app(connector="ldap", **settings_for(slapd))
+    attempts = {
+        "wrong password": ("alice", "wrong-password"),
+        "unknown username": ("nobody", "wrong-password"),
+        "unknown username, someone's password": ("nobody", PASSWORDS["alice"]),
+        "username of two entries, their password": ("dup", PASSWORDS["dup"]),
+    }
+    seen = {}
+    for case, (username, password) in attempts.items():
+        client = app.server.test_client()
+        mark = slapd.log_mark()
+        response = sign_in(client, username, password)
+        binds = user_binds(slapd, mark, answered=1)
+        assert [b.result for b in binds] == [INVALID_CREDENTIALS], f"{case}: {binds}"
+        under_base = rdns(binds[0].dn)[-len(rdns(slapd.base_dn)):] == rdns(slapd.base_dn)
+        assert under_base and len(rdns(binds[0].dn)) > len(rdns(slapd.base_dn)), f"{case}: {binds}"
+        if username != "alice":  # a DN nobody has, never one of the entries found
+            assert all(rdns(binds[0].dn) != rdns(dn) for dn in (*USER_DNS.values(), *DUP_DNS)), binds
+        assert client.get("/").status_code == 401, case  # no session
+        page = response.get_data(as_text=True).replace(f'value="{html.escape(username)}"', 'value="(typed)"')
+        headers = sorted((k, v) for k, v in response.headers.items() if k != "Content-Length")
+        seen[case] = (response.status_code, headers, page)
+    assert seen["wrong password"][0] == 401 and "The username or password is incorrect." in seen["wrong password"][2]
+    assert all(answer == seen["wrong password"] for answer in seen.values()), "every refusal looks the same"
+
+
+def test_a_directory_that_accepts_a_bind_as_anyone_still_signs_no_unknown_user_in(make_app, make_slapd, caplog):
+    # Some directories and proxies answer a password bind as a name they do not have with success.
+    lax = "dc=accepts-any-bind"
+    server = make_slapd(accept_any_bind_under=lax)
+    assert Connection(Server(server.ldap_url), f"uid=nobody,{lax}", "anything").bind()  # the danger is real
+    app = make_app(connector="ldap", privacy="authorized", **settings_for(server, ldap_user_base=lax))
+    client = app.server.test_client()
+    mark = server.log_mark()
+    response = sign_in(client, "nobody", "anything")
+    assert [b.result for b in user_binds(server, mark, answered=1)] == [0]  # the directory said yes
+    assert response.status_code == 401 and "The username or password is incorrect." in response.get_data(as_text=True)
+    assert client.get("/").status_code == 401
+    assert "accepted a password bind as a DN that does not exist" in caplog.text  # the operator is told
 
 
 # -- TLS, referrals ------------------------------------------------------------------------

@@ -15,12 +15,17 @@ of it that are unsafe for a sign-in form:
 * failover walks the configured servers once, in order, each with a connect
   timeout, so a dead directory gives a 503 within seconds (``ServerPool``
   with ``active=True`` retries forever and probes with an extra connection);
-* every value put into a filter or DN is escaped (RFC 4515, RFC 4514).
+* every value put into a filter or DN is escaped (RFC 4515, RFC 4514);
+* a username that finds no entry (or two) still costs a connection and a
+  bind with the password given, to a DN nobody has, so an unknown name is
+  refused no faster than a wrong password; that bind never signs anyone in,
+  whatever the directory answers.
 """
 from __future__ import annotations
 
 import logging
 import re
+import secrets
 import socket
 import ssl
 import threading
@@ -326,7 +331,16 @@ class LdapConnector(PasswordConnector):
             dn = self.user_dn_template.replace("{username}", escape_rdn(username))
             entry = None
         else:
-            entry = self._find_user(username)
+            try:
+                entry = self._find_user(username)
+            except InvalidCredentials as refused:
+                # Answering at once would tell which usernames exist: pay for the bind anyway.
+                if self._bind_as_nobody(password):
+                    log.warning("dash-enterprise-auth: the LDAP directory accepted a password bind as a DN that "
+                                "does not exist under %s; the sign-in was refused, but check the directory: "
+                                "it may not be checking passwords", self.user_base)
+                    refused.log_detail += "; the directory accepted a bind as a DN that does not exist (refused)"
+                raise
             dn = entry["dn"]
         connection, bound = self.servers.connect(dn, password)
         try:
@@ -379,6 +393,18 @@ class LdapConnector(PasswordConnector):
             raise InvalidCredentials(log_detail="the username matches more than one directory entry; "
                                                 "make DASH_AUTH_LDAP_USER_FILTER or _USER_BASE narrower")
         return entries[0]
+
+    def _bind_as_nobody(self, password: str) -> bool:
+        """Bind with ``password`` as a DN that no entry has, the way a sign-in binds (new connection,
+        TLS, simple bind), so refusing an unknown username costs what a wrong password costs.
+
+        Returns whether the directory accepted the bind, for the log only: the caller refuses the
+        sign-in whatever the answer (some directories and proxies accept any bind as a name they
+        do not have)."""
+        nobody = f"{self.username_attribute}={escape_rdn(secrets.token_urlsafe(24))},{self.user_base}"
+        connection, bound = self.servers.connect(nobody, password)
+        close_quietly(connection)
+        return bool(bound)
 
     def _read(self, connection: Connection, dn: str) -> dict[str, Any]:
         entries = self._searcher(connection)(dn, "(objectClass=*)", self._user_attributes(), scope=BASE)
