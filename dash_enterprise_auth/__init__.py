@@ -19,6 +19,7 @@ from .errors import (
     ConfigurationError,
     InvalidCredentials,
     ServiceUnavailable,
+    SessionEnded,
     TooManyAttempts,
 )
 from .protection import Protection, is_authorized_hook, protect
@@ -27,7 +28,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AccountLocked", "AuthenticationError", "BasicAuth", "ConfigurationError", "InvalidCredentials",
-    "KerberosTicketUnavailable", "PlotlyAuth", "Protection", "ServiceUnavailable", "TooManyAttempts",
+    "KerberosTicketUnavailable", "PlotlyAuth", "Protection", "ServiceUnavailable", "SessionEnded", "TooManyAttempts",
     "check_groups", "create_logout_button", "get_kerberos_ticket_cache", "get_user_data",
     "get_username", "is_authorized_hook", "kerberos_ccache", "kerberos_ccache_file", "list_groups", "protect", "protected", "protected_callback",
     "set_user_data", "set_username",

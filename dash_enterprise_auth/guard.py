@@ -4,7 +4,9 @@ request ─► who is it (Authorization header, else session cookie)
         ─► decide(policy, identity, path)
         ─► allow │ sign in (page redirect, or 401 JSON for Dash and scripts) │ 403
 
-A store or provider failure answers 503 and lets nobody through.
+A store or provider failure answers 503 and lets nobody through. A package error
+raised later, in an app's callback or view (a store that refuses
+``set_user_data``, a session ended meanwhile), gets the same answers, never a 500.
 """
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ import flask
 from flask import Request, Response, request
 
 from .audit import audit
-from .errors import AuthenticationError, ServiceUnavailable
+from .errors import AuthenticationError, ServiceUnavailable, SessionEnded
 from .pages import api_error, page, problem, wants_html
 from .privacy import Decision, decide
 from .protection import Protection
@@ -25,6 +27,20 @@ log = logging.getLogger("dash_enterprise_auth")
 
 def install_guard(server: flask.Flask, protection: Protection) -> None:
     server.before_request_funcs.setdefault(None, []).insert(0, lambda: guard(protection))
+    server.register_error_handler(AuthenticationError, lambda exc: answer_failure(protection, exc))
+
+
+def answer_failure(protection: Protection, exc: AuthenticationError) -> Response:
+    """The answer to a package error that escaped an app's callback or view: what the guard
+    would have answered had it known before the view ran."""
+    if isinstance(exc, ServiceUnavailable):
+        return _unavailable(protection, exc)
+    if isinstance(exc, SessionEnded):
+        response = _ask_to_sign_in(protection)
+        protection.clear_cookie(response, request)
+        return response
+    log.warning("dash-enterprise-auth: %s on %s: %s", type(exc).__name__, request.path, exc.log_detail)
+    return problem(request, exc.status, exc.user_message, "Not allowed", protection.title())
 
 
 def guard(protection: Protection) -> Response | None:
@@ -36,10 +52,7 @@ def guard(protection: Protection) -> Response | None:
         set_request_viewer(None)
         if own_route:
             return None  # the package's pages report the outage themselves
-        log.error("dash-enterprise-auth: refusing %s: %s", request.path, exc.log_detail)
-        audit("service_unavailable", user=None, client=request.remote_addr, outcome="refused",
-              reason=exc.log_detail)
-        return problem(request, 503, exc.user_message, "Sign-in unavailable", protection.title())
+        return _unavailable(protection, exc)
     except AuthenticationError as exc:  # bad Authorization header
         set_request_viewer(None)
         response = api_error(exc.status, exc.user_message)
@@ -63,6 +76,13 @@ def guard(protection: Protection) -> Response | None:
             logout_url=protection.prefixes.package_url(request, "logout"),
         )
     return api_error(403, f"Signed in as {viewer.identity.username}, who may not use this app.")
+
+
+def _unavailable(protection: Protection, exc: ServiceUnavailable) -> Response:
+    log.error("dash-enterprise-auth: refusing %s: %s", request.path, exc.log_detail)
+    audit("service_unavailable", user=None, client=request.remote_addr, outcome="refused",
+          reason=exc.log_detail)
+    return problem(request, 503, exc.user_message, "Sign-in unavailable", protection.title())
 
 
 def _identify(protection: Protection, req: Request, own_route: bool) -> Viewer | None:

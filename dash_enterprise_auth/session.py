@@ -16,6 +16,7 @@ from typing import Any
 from itsdangerous import BadSignature, Signer
 
 from .connectors.base import Identity
+from .errors import SessionEnded
 from .settings import Secret
 from .stores import SessionRecord, SessionStore
 
@@ -119,10 +120,10 @@ class SessionLayer:
         return True
 
     def save_user_data(self, record: SessionRecord, data: dict[str, Any]) -> None:
-        """Replace the record's custom data, and nothing else of it; RuntimeError when the
+        """Replace the record's custom data, and nothing else of it; SessionEnded when the
         session has ended meanwhile, so a write is never reported done when it is not."""
         if not self.store.update(record.key, {"user_data": data}):
-            raise RuntimeError("the session has ended (signed out or expired); the data was not saved")
+            raise SessionEnded(log_detail="the session has ended (signed out or expired); the data was not saved")
         record.user_data = data
 
     def _purge_now_and_then(self, now: float) -> None:

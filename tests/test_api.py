@@ -187,11 +187,21 @@ def test_set_user_data_on_a_session_ended_meanwhile_is_not_reported_done(make_ap
     @app.server.route("/late-write")
     def late_write():
         app.server.extensions["dash_enterprise_auth"].store.delete_user("alice")  # signed out elsewhere
-        with pytest.raises(RuntimeError, match="session has ended"):
+        with pytest.raises(auth.SessionEnded):
             auth.set_user_data({"saved": "no"})
         return "ok"
+
+    @app.server.route("/late-write-unhandled")
+    def late_write_unhandled():
+        app.server.extensions["dash_enterprise_auth"].store.delete_user("alice")
+        auth.set_user_data({"saved": "no"})
+        return "reported done"
 
     client = app.server.test_client()
     sign_in(client, "alice")
     assert client.get("/late-write").data == b"ok"
     assert client.get("/_dash-layout").status_code == 401  # and it did not come back
+    sign_in(client, "alice")
+    answer = client.get("/late-write-unhandled")  # the app does not catch it: the guard's 401, not a 500
+    assert answer.status_code == 401 and answer.json["sign_in_url"]
+    assert "dash-auth-session=;" in answer.headers["Set-Cookie"]

@@ -7,8 +7,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import redis
 import requests
 
+from .apps.notes_app import save_request
 from .conftest import UPDATE_GREETING
 from .servers.app_server import ROOT, start_app
 from .servers.redis_server import RedisServer
@@ -110,6 +112,56 @@ def test_full_disk_under_sqlite_gives_a_clear_503_and_recovers(tmp_path, small_d
         assert "Traceback" not in app.log()
     finally:
         app.stop()
+
+
+def save_note(session: requests.Session, url: str, note: str) -> requests.Response:
+    return session.post(url + "/_dash-update-component", json=save_request(note), timeout=15)
+
+
+def assert_refused_write(app, session: requests.Session, reason: str) -> None:
+    """A callback whose set_user_data() the store refuses answers the guard's 503 JSON; the log says
+    why in one line (plus the audit event), without a traceback."""
+    refused = save_note(session, app.url, "x" * 200_000)
+    assert refused.status_code == 503, refused.text[:300]
+    assert "unavailable" in refused.json()["error"]
+    lines = [line for line in app.log().splitlines() if reason in line]
+    assert len(lines) == 2 and "ERROR" in lines[0] and '"event":"service_unavailable"' in lines[1], lines
+    assert "Traceback" not in app.log() and " 500 " not in app.log()
+
+
+def test_a_store_refusing_a_write_inside_a_callback_gives_503_and_keeps_the_old_data_sqlite(tmp_path, small_disk):
+    app = start_app("tests.apps.notes_app:server", app_env(f"sqlite:///{small_disk}/sessions.sqlite3"),
+                    tmp_path / "app.log")
+    try:
+        session, _ = sign_in(app.url)
+        assert save_note(session, app.url, "before").status_code == 200
+        filler = fill(small_disk)
+        assert_refused_write(app, session, "database or disk is full")
+        filler.unlink()
+        assert session.get(app.url + "/note", timeout=15).json() == {"note": "before"}  # nothing half-stored
+        assert save_note(session, app.url, "after").status_code == 200
+    finally:
+        app.stop()
+
+
+def test_a_store_refusing_a_write_inside_a_callback_gives_503_and_keeps_the_old_data_redis(tmp_path):
+    redis_server = RedisServer(tmp_path / "redis-data")
+    redis_server.folder.mkdir()
+    redis_server.start()
+    app = start_app("tests.apps.notes_app:server", app_env(redis_server.url), tmp_path / "app.log")
+    admin = redis.Redis.from_url(redis_server.url)
+    try:
+        session, _ = sign_in(app.url)
+        assert save_note(session, app.url, "before").status_code == 200
+        admin.replicaof("127.0.0.1", "9")  # after a failover the app talks to a read-only replica
+        assert_refused_write(app, session, "read only replica")
+        admin.replicaof("NO", "ONE")
+        assert session.get(app.url + "/note", timeout=15).json() == {"note": "before"}
+        assert save_note(session, app.url, "after").status_code == 200
+    finally:
+        admin.close()
+        app.stop()
+        redis_server.stop()
 
 
 def test_read_only_disk_under_sqlite_stops_start_up_with_a_clear_line(tmp_path, small_disk):
