@@ -112,9 +112,9 @@ def build_blueprint(protection: Protection, prefixes: Prefixes) -> Blueprint:
             return problem(request, 404, "This app's sign-in has no single logout.", "Not found", protection.title())
         signed_out = prefixes.package_url(request, "signed-out")
 
-        def end_sessions(username: str) -> None:
-            count = protection.store.delete_user(username)
-            audit("sign_out", user=username, client=request.remote_addr, outcome="success", via="idp", sessions=count)
+        def end_sessions(name: str, logout_ids: list[str]) -> None:
+            count = sum(protection.store.delete_by_logout_id(i) for i in logout_ids)
+            audit("sign_out", user=name, client=request.remote_addr, outcome="success", via="idp", sessions=count)
 
         try:
             target = connector.single_logout(round_trip.provider_request(protection, request), end_sessions)

@@ -289,8 +289,10 @@ def test_logout_ends_the_app_session_and_the_idps(make_app, idp):
     assert 'name="password"' in again.text  # the IdP's session ended too
 
 
-def test_idp_initiated_logout_ends_the_sessions_here(make_app, idp):
-    app = make_app(**saml_settings(idp))
+@pytest.mark.parametrize("username_attribute", [None, "mail"])
+def test_idp_initiated_logout_ends_the_sessions_here(make_app, idp, username_attribute):
+    """Sessions are found by the NameID the IdP names, also when the username comes from an attribute."""
+    app = make_app(**saml_settings(idp, saml_username_attribute=username_attribute))
     browser, http, fields = at_the_idp(app)
     assert post_to_acs(browser, fields).status_code == 302 and has_session(browser)
 
@@ -300,6 +302,18 @@ def test_idp_initiated_logout_ends_the_sessions_here(make_app, idp):
     assert answer.status_code == 302 and answer.headers["Location"].startswith(idp.url)
     assert "SAMLResponse" in answer.headers["Location"]
     assert not has_session(browser)
+
+
+def test_idp_initiated_logout_of_one_idp_session_leaves_the_persons_other_sessions(make_app, idp):
+    app = make_app(**saml_settings(idp))
+    first, first_http, fields = at_the_idp(app)
+    assert post_to_acs(first, fields).status_code == 302
+    second, _, fields = at_the_idp(app)  # another browser, another session at the IdP (SessionIndex)
+    assert post_to_acs(second, fields).status_code == 302
+
+    request_to_us = at_the_idp_until_back(first_http, f"{idp.slo_url}?ReturnTo=http://127.0.0.1:9/bye")
+    assert app.server.test_client().get(local(request_to_us)).status_code == 302
+    assert not has_session(first) and has_session(second)
 
 
 def test_a_forged_logout_request_ends_nothing(make_app, idp):

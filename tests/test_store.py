@@ -52,6 +52,21 @@ class TestStoreContract:
         assert store.delete_user("alice") == 2
         assert store.get("a1") is None and store.get("b1") is not None
 
+    def test_delete_by_logout_id_ends_the_sessions_that_carry_it_only(self, store):
+        def indexed(key: str, *logout_ids: str) -> SessionRecord:
+            r = record(key)
+            r.identity = {"username": "alice", "logout_ids": list(logout_ids)}
+            return r
+
+        store.put(indexed("idp-1", "saml:name", "saml:name+session-1"))
+        store.put(indexed("idp-2", "saml:name", "saml:name+session-2"))
+        store.put(indexed("other", "saml:someone-else"))
+        assert store.delete_by_logout_id("saml:name+session-1") == 1
+        assert store.get("idp-1") is None and store.get("idp-2") is not None
+        assert store.delete_by_logout_id("saml:name") == 1  # idp-1 is already gone
+        assert store.get("idp-2") is None and store.get("other") is not None
+        assert store.delete_by_logout_id("saml:never-seen") == 0
+
     def test_failures_count_within_a_window_and_reset_after(self, store):
         assert [store.add_failure("account:x", 60) for _ in range(3)] == [1, 2, 3]
         assert store.failures("account:x")[0] == 3

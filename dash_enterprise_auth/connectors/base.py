@@ -17,6 +17,8 @@ Two shapes:
 """
 from __future__ import annotations
 
+import hashlib
+import json
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Mapping, Sequence
@@ -33,6 +35,9 @@ class Identity:
     an operator can allow a group by either. ``private`` is the connector's own
     data kept with the session (an ID token for the provider's logout, a token
     to revoke); it never reaches the app, ``get_user_data()`` or hooks.
+    ``logout_ids`` are the names under which the provider may later ask to end
+    this sign-in (SAML NameID and SessionIndex, made with :func:`logout_id`);
+    the session store indexes sessions by them.
     """
 
     username: str
@@ -43,11 +48,12 @@ class Identity:
     attributes: Mapping[str, Any] = field(default_factory=dict)
     connector: str = ""
     private: Mapping[str, Any] = field(default_factory=dict, repr=False)
+    logout_ids: tuple[str, ...] = ()
 
     def public_dict(self) -> dict[str, Any]:
         """What app code may see (``is_authorized_hook``): everything but ``private``."""
         data = self.to_dict()
-        del data["private"]
+        del data["private"], data["logout_ids"]
         return data
 
     def to_dict(self) -> dict[str, Any]:
@@ -60,6 +66,7 @@ class Identity:
             "attributes": dict(self.attributes),
             "connector": self.connector,
             "private": dict(self.private),
+            "logout_ids": list(self.logout_ids),
         }
 
     @classmethod
@@ -73,7 +80,15 @@ class Identity:
             attributes=dict(data.get("attributes") or {}),
             connector=str(data.get("connector") or ""),
             private=dict(data.get("private") or {}),
+            logout_ids=tuple(str(i) for i in data.get("logout_ids") or ()),
         )
+
+
+def logout_id(connector: str, *names: str) -> str:
+    """A session index entry for ``names`` (a NameID, a SessionIndex), hashed so the store holds
+    no provider identifiers and any value is a safe key."""
+    digest = hashlib.sha256(json.dumps([connector, *names]).encode()).hexdigest()
+    return f"{connector}:{digest}"
 
 
 @dataclass(frozen=True)

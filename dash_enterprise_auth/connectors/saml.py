@@ -35,7 +35,7 @@ from onelogin.saml2.xml_utils import OneLogin_Saml2_XML
 
 from ..errors import ConfigurationError, ProviderRefused, ProviderUnavailable
 from ..settings import Option, Settings, boolean, seconds, text
-from .base import Finding, Identity, ProviderRequest, Redirect, RedirectConnector
+from .base import Finding, Identity, ProviderRequest, Redirect, RedirectConnector, logout_id
 from .http import Probe, describe
 
 METADATA_URL = Option("DASH_AUTH_SAML_IDP_METADATA_URL", text, help="the IdP's metadata URL")
@@ -227,15 +227,19 @@ class SamlConnector(RedirectConnector):
         if not username:
             raise ProviderRefused(log_detail=f"the response has no {self.username_attribute or 'NameID'}")
         until = auth.get_last_assertion_not_on_or_after() or (time.time() + 300)
+        name_id, session_index = auth.get_nameid(), auth.get_session_index()
         return Identity(
             username=str(username).strip(),
             email=_first(attributes, self.email_attribute),
             display_name=_first(attributes, self.name_attribute),
             groups=tuple(_all(attributes, self.groups_attribute)),
-            attributes={"name_id": auth.get_nameid(), "session_index": auth.get_session_index()},
+            attributes={"name_id": name_id, "session_index": session_index},
             connector=self.name,
             # The core remembers the assertion id until it expires: a second use is a replay.
             private={"once": {"id": auth.get_last_assertion_id(), "until": float(until) + self.clock_skew}},
+            # The IdP's LogoutRequest names the NameID, and the SessionIndex when it ends one of its sessions.
+            logout_ids=(logout_id(self.name, name_id),
+                        *([logout_id(self.name, name_id, session_index)] if session_index else [])),
         )
 
     # -- single logout ---------------------------------------------------------------------------
@@ -253,15 +257,19 @@ class SamlConnector(RedirectConnector):
 
     def single_logout(self, request: ProviderRequest, end_sessions: Any) -> str:
         """The SLS: a LogoutResponse (after SP-initiated logout) is checked and the browser goes on
-        to the signed-out page; a LogoutRequest from the IdP ends that person's sessions here
-        (``end_sessions(username)``) and the browser goes back to the IdP with a LogoutResponse."""
+        to the signed-out page; a LogoutRequest from the IdP ends the sessions here that it names
+        (``end_sessions(name_id, logout_ids)``: the NameID's, or those of the SessionIndexes it
+        lists) and the browser goes back to the IdP with a LogoutResponse."""
         sls = request.callback_url.rsplit("/callback/", 1)[0] + "/saml/sls"
         auth = OneLogin_Saml2_Auth(self._request_data(request, sls), self.saml_settings(request.callback_url))
 
         def end_local() -> None:  # python3-saml calls it for responses too: ours ended at logout
             logout_request = auth.get_last_request_xml()
             if logout_request is not None:
-                end_sessions(OneLogin_Saml2_Logout_Request.get_nameid(logout_request))
+                name_id = OneLogin_Saml2_Logout_Request.get_nameid(logout_request)
+                indexes = OneLogin_Saml2_Logout_Request.get_session_indexes(logout_request)
+                named = [[name_id, index] for index in indexes] or [[name_id]]
+                end_sessions(name_id, [logout_id(self.name, *names) for names in named])
 
         try:
             target = auth.process_slo(delete_session_cb=end_local)

@@ -93,6 +93,11 @@ class SessionRecord:
         fresh.__dict__.update(cached.__dict__)
         return fresh
 
+    @property
+    def logout_ids(self) -> list[str]:
+        """The index entries of this session (see ``Identity.logout_ids``)."""
+        return [str(i) for i in self.identity.get("logout_ids") or ()]
+
     def expired(self, now: float | None = None) -> bool:
         return (time.time() if now is None else now) >= self.expires_at
 
@@ -124,6 +129,11 @@ class SessionStore(ABC):
     @abstractmethod
     def delete_user(self, username: str) -> int:
         """End every session of ``username``; returns how many."""
+
+    @abstractmethod
+    def delete_by_logout_id(self, logout_id: str) -> int:
+        """End every session whose identity carries ``logout_id`` (the provider ended that
+        sign-in); returns how many."""
 
     @abstractmethod
     def list_sessions(self, username: str | None = None) -> list[SessionRecord]: ...

@@ -4,7 +4,8 @@ Every record is one hash with Redis's own expiry, so nothing needs purging;
 its fields can be changed one by one, so a request refreshing the idle timer
 never writes back user data another request has just changed;
 a per-user set of record keys serves ``delete_user`` and ``sessions list``
-and is pruned of ended sessions as it is read. Any Redis failure becomes
+and is pruned of ended sessions as it is read; a set per logout id serves
+``delete_by_logout_id`` and expires with the last session in it. Any Redis failure becomes
 SessionStoreUnavailable within the socket timeout, and the connection pool
 reconnects by itself once Redis is back.
 """
@@ -81,6 +82,10 @@ class RedisStore(SessionStore):
     def _user(username: str) -> str:
         return f"{PREFIX}u:{username}"
 
+    @staticmethod
+    def _logout_id(logout_id: str) -> str:
+        return f"{PREFIX}l:{logout_id}"
+
     def get(self, key: str) -> SessionRecord | None:
         try:
             raw = tuple(self._redis.hmget(self._session(key), FIELDS))
@@ -109,9 +114,10 @@ class RedisStore(SessionStore):
                 pipe.delete(self._session(record.key))
                 pipe.hset(self._session(record.key), mapping=_encode(record))
                 pipe.pexpire(self._session(record.key), ttl_ms)
-                pipe.sadd(user, record.key)
-                pipe.expireat(user, expires_at, nx=True)  # a new set gets the record's expiry...
-                pipe.expireat(user, expires_at, gt=True)  # ...and an old one keeps the latest
+                for index in (*map(self._logout_id, record.logout_ids), user):
+                    pipe.sadd(index, record.key)
+                    pipe.expireat(index, expires_at, nx=True)  # a new set gets the record's expiry...
+                    pipe.expireat(index, expires_at, gt=True)  # ...and an old one keeps the latest
                 pipe.scard(user)
                 size = pipe.execute()[-1]
         except RedisError as exc:
@@ -168,6 +174,18 @@ class RedisStore(SessionStore):
         except RedisError as exc:
             raise self._fail(exc) from None
         return sum(deleted)
+
+    def delete_by_logout_id(self, logout_id: str) -> int:
+        index = self._logout_id(logout_id)
+        try:
+            keys = self._redis.smembers(index)
+            with self._redis.pipeline(transaction=True) as pipe:
+                for key in keys:
+                    pipe.delete(self._session(key.decode()))
+                pipe.delete(index)
+                return sum(pipe.execute()[:-1])
+        except RedisError as exc:
+            raise self._fail(exc) from None
 
     def list_sessions(self, username: str | None = None) -> list[SessionRecord]:
         try:

@@ -27,6 +27,11 @@ CREATE TABLE IF NOT EXISTS sessions (
 );
 CREATE INDEX IF NOT EXISTS sessions_username ON sessions (username);
 CREATE INDEX IF NOT EXISTS sessions_expires_at ON sessions (expires_at);
+CREATE TABLE IF NOT EXISTS logout_ids (
+    logout_id TEXT NOT NULL,
+    key TEXT NOT NULL,
+    PRIMARY KEY (logout_id, key)
+);
 CREATE TABLE IF NOT EXISTS pending (
     key TEXT PRIMARY KEY,
     expires_at REAL NOT NULL,
@@ -86,6 +91,9 @@ class SQLiteStore(SessionStore):
                 "INSERT OR REPLACE INTO sessions (key, username, expires_at, body) VALUES (?, ?, ?, ?)",
                 (record.key, record.username, record.expires_at, record.to_json()),
             )
+            if record.logout_ids:
+                db.executemany("INSERT OR IGNORE INTO logout_ids (logout_id, key) VALUES (?, ?)",
+                               [(logout_id, record.key) for logout_id in record.logout_ids])
 
     def update(self, key: str, changes: dict) -> bool:
         paths, args = [], []
@@ -113,6 +121,13 @@ class SQLiteStore(SessionStore):
         with self._run() as db:
             return db.execute("DELETE FROM sessions WHERE username = ?", (username,)).rowcount
 
+    def delete_by_logout_id(self, logout_id: str) -> int:
+        with self._run() as db:
+            count = db.execute("DELETE FROM sessions WHERE key IN (SELECT key FROM logout_ids WHERE logout_id = ?)",
+                               (logout_id,)).rowcount
+            db.execute("DELETE FROM logout_ids WHERE logout_id = ?", (logout_id,))
+        return count
+
     def list_sessions(self, username: str | None = None) -> list[SessionRecord]:
         query = "SELECT body FROM sessions WHERE expires_at > ?"
         args: tuple = (time.time(),)
@@ -127,7 +142,9 @@ class SQLiteStore(SessionStore):
         with self._run() as db:
             db.execute("DELETE FROM failures WHERE window_end <= ?", (now,))
             db.execute("DELETE FROM pending WHERE expires_at <= ?", (now,))
-            return db.execute("DELETE FROM sessions WHERE expires_at <= ?", (now,)).rowcount
+            count = db.execute("DELETE FROM sessions WHERE expires_at <= ?", (now,)).rowcount
+            db.execute("DELETE FROM logout_ids WHERE key NOT IN (SELECT key FROM sessions)")
+            return count
 
     def add_failure(self, key: str, window: int) -> int:
         now = time.time()
