@@ -545,7 +545,7 @@ def part_timers() -> tuple[list[tuple[str, list[float]]], Any]:
     from onelogin.saml2.xml_utils import OneLogin_Saml2_XML
 
     from dash_enterprise_auth import protection as protection_module
-    from dash_enterprise_auth import round_trip, views
+    from dash_enterprise_auth import round_trip
     from dash_enterprise_auth.connectors.saml import SamlConnector
     from dash_enterprise_auth.stores.sqlite import SQLiteStore
 
@@ -559,8 +559,8 @@ def part_timers() -> tuple[list[tuple[str, list[float]]], Any]:
         ("        XML schema check", OneLogin_Saml2_XML, "validate_xml"),
         ("        signature checks", OneLogin_Saml2_Utils, "validate_sign"),
         ("    replay cache (SQLite)", SQLiteStore, "remember_once"),
-        ("  session started (SQLite)", protection_module.Protection, "start_session"),
-        ("  audit line", views, "audit"),
+        ("  session started (SQLite)", protection_module.SessionLayer, "start"),
+        ("  audit line", protection_module, "audit"),
     ]
     parts: list[tuple[str, list[float]]] = []
     undo: list[tuple[Any, str, Any]] = []

@@ -22,7 +22,8 @@ from .errors import (
     SessionEnded,
     TooManyAttempts,
 )
-from .protection import Protection, is_authorized_hook, protect
+from .install import protect
+from .protection import Protection, is_authorized_hook
 
 __version__ = "0.1.0"
 

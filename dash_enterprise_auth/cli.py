@@ -50,7 +50,7 @@ def cmd_hash_password(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from .protection import load_configuration
+    from .install import load_configuration
     from .stores import open_store, redact
 
     failures = 0

@@ -16,7 +16,8 @@ from flask import has_request_context
 
 from .api import get_user_data, get_username, set_user_data, set_username
 from .connectors.basic import BasicConnector
-from .protection import Protection, protect
+from .install import protect
+from .protection import Protection
 
 log = logging.getLogger("dash_enterprise_auth")
 

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from flask import Request
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
 from .settings import Secret
+from .web import Request
 
 
 def _same_origin_url(url: str, request: Request) -> bool:

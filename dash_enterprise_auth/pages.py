@@ -2,20 +2,18 @@
 
 Templates live in ``templates/dash_auth/``; an app overrides any of them by
 shipping a file of the same name in its own ``templates/dash_auth/`` folder.
+They are rendered with Jinja2 directly, so a page looks the same on every
+Dash backend.
 """
 from __future__ import annotations
 
-from typing import Any
+import os
+from typing import Any, Callable
 
-from flask import Request, Response, jsonify, render_template
+from jinja2 import BaseLoader, ChoiceLoader, Environment, PackageLoader, TemplateNotFound, select_autoescape
 
-PAGE_HEADERS = {
-    "Cache-Control": "no-store",
-    "X-Frame-Options": "DENY",
-    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; form-action 'self'",
-    "Referrer-Policy": "same-origin",
-    "X-Content-Type-Options": "nosniff",
-}
+from .urls import Prefixes
+from .web import Answer, Request
 
 
 def wants_html(request: Request) -> bool:
@@ -26,22 +24,46 @@ def wants_html(request: Request) -> bool:
     return request.method == "GET" and "text/html" in request.headers.get("Accept", "")
 
 
-def page(template: str, status: int = 200, **context: Any) -> Response:
-    response = Response(render_template(f"dash_auth/{template}", **context), status)
-    response.headers.update(PAGE_HEADERS)
-    return response
+def api_error(status: int, message: str, **extra: Any) -> Answer:
+    return Answer.json(status, {"error": message, **extra})
 
 
-def api_error(status: int, message: str, **extra: Any) -> Response:
-    response = jsonify({"error": message, **extra})
-    response.status_code = status
-    response.headers["Cache-Control"] = "no-store"
-    return response
+class _AppTemplates(BaseLoader):
+    """The app's own ``templates/`` folder, looked up at each render (it may be set late)."""
+
+    def __init__(self, folder: Callable[[], str | None]) -> None:
+        self.folder = folder
+
+    def get_source(self, environment: Environment, template: str) -> tuple[str, str, Callable[[], bool]]:
+        folder = self.folder()
+        path = os.path.join(folder, *template.split("/")) if folder else None
+        if path is None or not os.path.isfile(path):
+            raise TemplateNotFound(template)
+        with open(path, encoding="utf-8") as file:
+            source = file.read()
+        mtime = os.path.getmtime(path)
+        return source, path, lambda: os.path.isfile(path) and os.path.getmtime(path) == mtime
 
 
-def problem(request: Request, status: int, message: str, title: str, app_title: str,
-            **extra: Any) -> Response:
-    """An error a person reads as a page and a script reads as JSON."""
-    if wants_html(request):
-        return page("message.html", status, title=title, message=message, app_title=app_title, **extra)
-    return api_error(status, message)
+class Pages:
+    """Renders the package's pages, preferring the app's copies of its templates."""
+
+    def __init__(self, app_templates: Callable[[], str | None], app_title: Callable[[], str],
+                 prefixes: Prefixes) -> None:
+        self.app_title = app_title
+        self.prefixes = prefixes
+        self.env = Environment(
+            loader=ChoiceLoader([_AppTemplates(app_templates), PackageLoader("dash_enterprise_auth", "templates")]),
+            autoescape=select_autoescape(["html"]), auto_reload=True,
+        )
+
+    def page(self, request: Request, template: str, status: int = 200, **context: Any) -> Answer:
+        text = self.env.get_template(f"dash_auth/{template}").render(
+            app_title=self.app_title(), static_url=self.prefixes.package_url(request, "static/"), **context)
+        return Answer.html(status, text)
+
+    def problem(self, request: Request, status: int, message: str, title: str, **extra: Any) -> Answer:
+        """An error a person reads as a page and a script reads as JSON."""
+        if wants_html(request):
+            return self.page(request, "message.html", status, title=title, message=message, **extra)
+        return api_error(status, message)

@@ -11,7 +11,7 @@ import os
 
 from dash import hooks
 
-from .protection import protect
+from .install import protect
 
 log = logging.getLogger("dash_enterprise_auth")
 

@@ -1,41 +1,33 @@
-"""One protected app: settings, connector, sessions and policy, installed on its Flask server.
+"""One protected app at run time: settings, connector, sessions and policy, and how a person signs in.
 
-:func:`protect` is the only way in; the Dash plugin and the dash-auth
-compatibility classes call it too. It builds everything up front, so every
-configuration mistake stops start-up instead of surfacing on a request.
+Framework-free: it reads plain :class:`~dash_enterprise_auth.web.Request`
+values and writes plain :class:`~dash_enterprise_auth.web.Answer` values.
+Building one from the settings and installing it on a server is
+:mod:`dash_enterprise_auth.install`'s job.
 """
 from __future__ import annotations
 
 import base64
 import binascii
-import logging
 import time
-from pathlib import Path
 from typing import Any, Callable, Mapping
 
-import flask
-from flask import Request, Response
-from werkzeug.middleware.proxy_fix import ProxyFix
-
-from . import viewer as viewer_module
 from .audit import audit
-from .config import CONNECTOR, CORE_OPTIONS, DEFAULT_STORE_FILE, PRIVACY, CoreConfig
-from .connectors import Connector, Identity, PasswordConnector, available, connector_class
-from .errors import AuthenticationError, ConfigurationError, InvalidCredentials
+from .config import CoreConfig
+from .connectors import Connector, Identity, PasswordConnector
+from .errors import AuthenticationError, InvalidCredentials
 from .kerberos import Kerberos
 from .origin import FormToken
+from .pages import Pages
 from .privacy import Policy
 from .session import COOKIE_NAME, SECURE_COOKIE_NAME, SessionLayer, Timeouts
-from .settings import Settings
 from .share_links import ShareLinks
-from .stores import SessionRecord, SessionStore, open_store, redact
+from .stores import SessionRecord, SessionStore
 from .throttle import Throttle
 from .urls import Prefixes
 from .viewer import Viewer
+from .web import Answer, Request
 
-log = logging.getLogger("dash_enterprise_auth")
-
-EXTENSION = "dash_enterprise_auth"
 MAX_USERNAME = 256
 MAX_PASSWORD = 1024
 
@@ -51,24 +43,22 @@ def is_authorized_hook(func: AuthorizedHook) -> AuthorizedHook:
 
 
 class Protection:
-    """Everything the guard and the routes need for one app."""
+    """Everything the guard and the package's routes need for one app."""
 
     def __init__(
         self,
-        server: flask.Flask,
         config: CoreConfig,
         connector: Connector,
         store: SessionStore,
         prefixes: Prefixes,
-        title: Callable[[], str],
+        pages: Pages,
         overrides: Mapping[str, Any],
     ) -> None:
-        self.server = server
         self.config = config
         self.connector = connector
         self.store = store
         self.prefixes = prefixes
-        self.title = title
+        self.pages = pages
         self.overrides = dict(overrides)
         self.sessions = SessionLayer(store, config.secret_key, Timeouts(config.idle_timeout, config.max_age))
         self.throttle = Throttle(store)
@@ -78,7 +68,7 @@ class Protection:
             service_principal=config.krb5_service_principal, delegate_to=config.krb5_delegate_to,
         ) if config.krb5_realm else None
         self.share_links = ShareLinks(connector.admits_share_key, config.secret_key, config.max_age,
-                                      self._cookie_path)
+                                      self.cookie_path)
         self.policy = Policy.build(
             config.privacy, config.allowed_users, config.allowed_groups, config.public_paths, prefixes.routes
         )
@@ -88,29 +78,27 @@ class Protection:
     def accepts_passwords(self) -> bool:
         return isinstance(self.connector, PasswordConnector)
 
+    def title(self) -> str:
+        return self.pages.app_title()
+
     # -- cookies ---------------------------------------------------------------
 
-    def _cookie_path(self, request: Request) -> str:
+    def cookie_path(self, request: Request) -> str:
         return self.prefixes.app_root(request)
 
     def cookie_name(self, request: Request) -> str:
         """``__Host-`` when served over HTTPS at the site root: the browser then refuses
         any copy of the cookie set by a sibling subdomain or over plain HTTP."""
-        if request.is_secure and self._cookie_path(request) == "/":
+        if request.is_secure and self.cookie_path(request) == "/":
             return SECURE_COOKIE_NAME
         return COOKIE_NAME
 
-    def set_cookie(self, response: Response, request: Request, token: str) -> None:
-        response.set_cookie(
-            self.cookie_name(request), token, path=self._cookie_path(request),
-            secure=request.is_secure, httponly=True, samesite="Lax",
-        )
+    def set_cookie(self, answer: Answer, request: Request, token: str) -> None:
+        answer.set_cookie(self.cookie_name(request), token, path=self.cookie_path(request),
+                          secure=request.is_secure)
 
-    def clear_cookie(self, response: Response, request: Request) -> None:
-        response.delete_cookie(
-            self.cookie_name(request), path=self._cookie_path(request),
-            secure=request.is_secure, httponly=True, samesite="Lax",
-        )
+    def clear_cookie(self, answer: Answer, request: Request) -> None:
+        answer.delete_cookie(self.cookie_name(request), path=self.cookie_path(request), secure=request.is_secure)
 
     # -- who is it -------------------------------------------------------------
 
@@ -155,12 +143,14 @@ class Protection:
         if not colon:
             raise InvalidCredentials("The Authorization header is not valid HTTP Basic credentials.",
                                      log_detail="Basic header without a colon")
-        return Viewer(self.sign_in(username, password, request.remote_addr or "", via="header"))
+        identity = self.verify_password(username, password, request.client, via="header")
+        self.run_hooks(identity, request.client, via="header")
+        return Viewer(identity)
 
     # -- signing in ------------------------------------------------------------
 
-    def sign_in(self, username: str, password: str, client: str, via: str) -> Identity:
-        """Throttle, verify, run the authorized hooks; audit every outcome."""
+    def verify_password(self, username: str, password: str, client: str, via: str) -> Identity:
+        """Throttle and verify; audit every refusal."""
         connector = self.connector
         if not isinstance(connector, PasswordConnector):
             raise InvalidCredentials("This app does not accept passwords.", log_detail="password to " + connector.name)
@@ -177,10 +167,7 @@ class Protection:
             audit(event, user=username[:64], client=client, outcome="refused", via=via,
                   reason=exc.log_detail or type(exc).__name__)
             raise
-        self.run_hooks(identity, client, via)
         self.throttle.succeeded(username)
-        if self.kerberos is not None and via == "form":  # header requests keep no session to hold it
-            identity = self.kerberos.attach(identity, password)
         return identity
 
     def run_hooks(self, identity: Identity, client: str, via: str) -> None:
@@ -191,137 +178,22 @@ class Protection:
                 raise AuthenticationError("Your account is not allowed to use this app.",
                                           log_detail="refused by an is_authorized_hook")
 
-    def start_session(self, identity: Identity, request: Request | None = None) -> str:
-        """A new session (new id: no fixation) for ``identity``; the cookie value.
-        The session the browser had until now, if any, ends."""
-        previous = self.viewer_from_cookie(request) if request is not None else None
+    def complete_sign_in(self, identity: Identity, request: Request, via: str, password: str | None = None) -> str:
+        """Every sign-in that starts a session ends here, whatever the connector: the authorized
+        hooks, the Kerberos ticket (from the password, else by delegation), a new session (new id:
+        no fixation; the browser's previous session ends) and the audit line. The cookie value."""
+        self.run_hooks(identity, request.client, via)
+        if self.kerberos is not None:
+            identity = self.kerberos.attach(identity, password)
+        previous = self.viewer_from_cookie(request)
         if previous is not None and previous.record is not None:
             self.sessions.end(previous.record)
         token, _ = self.sessions.start(identity)
+        audit("sign_in", user=identity.username, client=request.client, outcome="success", via=via,
+              connector=self.connector.name)
         return token
 
-
-def protect(app: Any, **overrides: Any) -> Protection:
-    """Protect a Dash app (2.x, 3.x, 4.x) or a Flask app with the configured connector.
-
-    Settings come from ``DASH_AUTH_*`` variables; keyword arguments override
-    them (``protect(app, privacy="authorized")``). ``connector`` may also be a
-    connector instance. Protecting the same app again with the same settings
-    returns the existing protection.
-    """
-    server = _flask_server(app)
-    existing = server.extensions.get(EXTENSION)
-    if existing is not None:
-        if overrides and overrides != existing.overrides:
-            raise ConfigurationError(
-                "this app is already protected by dash_enterprise_auth with other settings; "
-                "call protect() once (with DASH_AUTH_CONNECTOR set, Dash >= 3 protects it already)"
-            )
-        return existing
-
-    _ensure_log_output()
-    config, connector = load_configuration(overrides)
-    store = open_store(config.session_store or _default_store_url(server))
-    prefixes = _prefixes(app)
-    protection = Protection(server, config, connector, store, prefixes, _title_getter(app, server), overrides)
-
-    from .guard import install_guard
-    from .views import build_blueprint
-
-    if config.proxy_hops:
-        hops = config.proxy_hops
-        server.wsgi_app = ProxyFix(server.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops,
-                                   x_prefix=hops)
-    server.register_blueprint(build_blueprint(protection, prefixes))
-    install_guard(server, protection)
-    if hasattr(app, "interpolate_index"):
-        _add_session_script(app, prefixes)
-    server.extensions[EXTENSION] = protection
-    viewer_module.remember_protection(protection)
-    log.info(
-        "dash-enterprise-auth: protecting %s with the %s connector, privacy %s, sessions in %s",
-        server.name, connector.name, config.privacy.value, _describe_store(config.session_store, server),
-    )
-    return protection
-
-
-def load_configuration(overrides: Mapping[str, Any] | None = None) -> tuple[CoreConfig, Connector]:
-    """Read and check every setting and build the connector: what protect() and the
-    ``check`` command share. Raises ConfigurationError naming the first bad setting."""
-    overrides = dict(overrides or {})
-    given = overrides.get("connector")
-    if isinstance(given, Connector):
-        del overrides["connector"]
-    known = [*CORE_OPTIONS, *(option for name in available() for option in _options_of(name))]
-    Settings.warn_unknown(known)
-    settings = Settings.load(known, overrides)
-    if isinstance(given, Connector):
-        connector = given
-    else:
-        name = settings.get(CONNECTOR)
-        if not name:
-            raise ConfigurationError("DASH_AUTH_CONNECTOR is not set: use one of " + ", ".join(sorted(available())))
-        connector = connector_class(name).from_settings(settings)
-    imposed = connector.privacy_level()
-    if imposed is not None and settings.is_set(PRIVACY):
-        raise ConfigurationError(f"DASH_AUTH_PRIVACY is not used with the {connector.name} connector, whose own "
-                                 f"settings decide who may view the app (here: {imposed}): unset it")
-    return CoreConfig.from_settings(settings, privacy=imposed), connector
-
-
-def _ensure_log_output() -> None:
-    """The audit trail must reach the operator even when the app configures no logging:
-    then (no handler on our logger or the root) log INFO and up to stderr."""
-    if not log.handlers and not logging.getLogger().handlers:
-        handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
-        log.addHandler(handler)
-        log.setLevel(logging.INFO)
-
-
-def _options_of(name: str) -> tuple:
-    try:
-        return tuple(connector_class(name).options)
-    except ConfigurationError:
-        return ()
-
-
-def _flask_server(app: Any) -> flask.Flask:
-    server = app if isinstance(app, flask.Flask) else getattr(app, "server", None)
-    if not isinstance(server, flask.Flask):
-        raise ConfigurationError(
-            "dash_enterprise_auth.protect() needs a Dash app on the Flask backend or a Flask app; "
-            f"got {type(app).__name__} with server {type(server).__name__}"
-        )
-    return server
-
-
-def _prefixes(app: Any) -> Prefixes:
-    config = getattr(app, "config", None)
-    routes = getattr(config, "routes_pathname_prefix", None) if not isinstance(app, flask.Flask) else None
-    requests = getattr(config, "requests_pathname_prefix", None) if routes else None
-    return Prefixes(routes or "/", requests or routes or "/")
-
-
-def _title_getter(app: Any, server: flask.Flask) -> Callable[[], str]:
-    return lambda: str(getattr(app, "title", None) or server.name)
-
-
-def _default_store_url(server: flask.Flask) -> str:
-    return "sqlite:///" + str(Path(server.instance_path) / DEFAULT_STORE_FILE)
-
-
-def _describe_store(url: str | None, server: flask.Flask) -> str:
-    return redact(url) if url else str(Path(server.instance_path) / DEFAULT_STORE_FILE)
-
-
-def _add_session_script(app: Any, prefixes: Prefixes) -> None:
-    """Make the Dash page reload into sign-in when a callback answers 401 (session ended)."""
-    original = app.interpolate_index
-
-    def interpolate_index(**kwargs: Any) -> str:
-        src = flask.request.script_root + prefixes.requests + "_dash-auth/static/session.js"
-        kwargs["scripts"] = kwargs.get("scripts", "") + f'\n<script src="{src}"></script>'
-        return original(**kwargs)
-
-    app.interpolate_index = interpolate_index
+    def start_session(self, identity: Identity) -> str:
+        """A session for ``identity`` with no sign-in around it (``testing.signed_in_client``)."""
+        token, _ = self.sessions.start(identity)
+        return token

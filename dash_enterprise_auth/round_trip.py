@@ -13,14 +13,12 @@ import hmac
 import secrets
 import time
 from dataclasses import replace
-from typing import Any, cast
-
-import flask
-from flask import Request, Response
+from typing import cast
 
 from .connectors import Identity, ProviderRequest, RedirectConnector
 from .errors import AuthenticationError
 from .protection import Protection
+from .web import Answer, Request
 
 PENDING_TTL = 600  # seconds a person has to finish signing in at the provider
 STATE_COOKIE = "dash-auth-state"
@@ -47,14 +45,14 @@ def provider_request(protection: Protection, request: Request) -> ProviderReques
     callback = request.host_url.rstrip("/") + protection.prefixes.package_url(request, f"callback/{name}")
     return ProviderRequest(
         method=request.method,
-        args=request.args.to_dict(),
-        form=request.form.to_dict() if request.method == "POST" else {},
+        args=dict(request.args),
+        form=dict(request.form) if request.method == "POST" else {},
         callback_url=callback,
-        client=request.remote_addr or "",
+        client=request.client,
     )
 
 
-def start(protection: Protection, request: Request, next_url: str) -> Response:
+def start(protection: Protection, request: Request, next_url: str) -> Answer:
     """Send the browser to the provider, remembering where it wants to go afterwards."""
     connector = cast(RedirectConnector, protection.connector)  # the views call this for redirect connectors only
     state = secrets.token_urlsafe(32)
@@ -63,17 +61,17 @@ def start(protection: Protection, request: Request, next_url: str) -> Response:
         _pending_key(state), {"connector": connector.name, "next": next_url, "data": dict(redirect.pending)},
         PENDING_TTL,
     )
-    response = flask.redirect(redirect.url, 302)
+    answer = Answer.redirect(redirect.url)
     if connector.binds_browser:
-        response.set_cookie(STATE_COOKIE, state, max_age=PENDING_TTL, path=protection.prefixes.app_root(request),
-                            secure=request.is_secure, httponly=True, samesite="Lax")
-    return response
+        answer.set_cookie(STATE_COOKIE, state, max_age=PENDING_TTL, path=protection.prefixes.app_root(request),
+                          secure=request.is_secure)
+    return answer
 
 
 def finish(protection: Protection, request: Request) -> tuple[Identity, str]:
     """The identity and the ``next`` path of a callback; AuthenticationError when refused."""
     connector = cast(RedirectConnector, protection.connector)  # the views call this for redirect connectors only
-    state = request.values.get(connector.state_field, "")
+    state = request.value(connector.state_field) or ""
     usable = bool(state) and len(state) <= MAX_STATE_LENGTH
     # The browser binding is checked before the single-use state is taken: a stray use of the
     # callback URL (a link scanner, a prefetching proxy, a replayed leaked URL) must be refused
@@ -111,6 +109,5 @@ def _used_once(protection: Protection, identity: Identity) -> Identity:
     return replace(identity, private={k: v for k, v in identity.private.items() if k != "once"})
 
 
-def forget_state(protection: Protection, request: Request, response: Response) -> None:
-    response.delete_cookie(STATE_COOKIE, path=protection.prefixes.app_root(request),
-                           secure=request.is_secure, httponly=True, samesite="Lax")
+def forget_state(protection: Protection, request: Request, answer: Answer) -> None:
+    answer.delete_cookie(STATE_COOKIE, path=protection.prefixes.app_root(request), secure=request.is_secure)

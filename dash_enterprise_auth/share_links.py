@@ -11,11 +11,11 @@ from __future__ import annotations
 
 from typing import Callable
 
-import flask
-from flask import Request, Response
 from itsdangerous import BadSignature, TimestampSigner
+from werkzeug.http import dump_cookie
 
 from .settings import Secret
+from .web import Request
 
 COOKIE = "dash-auth-share"
 MAX_KEY_LENGTH = 256
@@ -29,23 +29,19 @@ class ShareLinks:
         self.max_age = max_age
         self.cookie_path = cookie_path
 
-    def admit(self, request: Request) -> bool:
-        """Whether this anonymous request comes with a valid secret link (query or cookie)."""
+    def admit(self, request: Request) -> tuple[bool, str | None]:
+        """Whether this anonymous request comes with a valid secret link (query or cookie), and
+        the ``Set-Cookie`` value that keeps a link from the query for the requests that follow."""
         key = request.args.get("share_key", "")
         if key and len(key) <= MAX_KEY_LENGTH and self.admits(key):
             signed = self.signer.sign(key).decode()
-
-            @flask.after_this_request
-            def remember(response: Response) -> Response:
-                response.set_cookie(COOKIE, signed, max_age=self.max_age, path=self.cookie_path(request),
-                                    secure=request.is_secure, httponly=True, samesite="Lax")
-                return response
-            return True
+            return True, dump_cookie(COOKIE, signed, max_age=self.max_age, path=self.cookie_path(request),
+                                     secure=request.is_secure, httponly=True, samesite="Lax")
         cookie = request.cookies.get(COOKIE, "")
         if not cookie or len(cookie) > 2 * MAX_KEY_LENGTH:
-            return False
+            return False, None
         try:
             key = self.signer.unsign(cookie, max_age=self.max_age).decode()
         except (BadSignature, UnicodeDecodeError):
-            return False
-        return self.admits(key)
+            return False, None
+        return self.admits(key), None

@@ -17,7 +17,8 @@ from typing import Any, Iterable, Mapping
 from flask.testing import FlaskClient
 
 from .connectors.base import Identity
-from .protection import EXTENSION, Protection
+from .install import EXTENSION
+from .protection import Protection
 from .session import COOKIE_NAME
 
 
@@ -42,7 +43,8 @@ def signed_in_client(
     protection = _protection(app)
     identity = Identity(username=username, email=email, display_name=name, groups=tuple(groups),
                         attributes=dict(attributes or {}), connector="testing")
-    client = protection.server.test_client()
+    server = getattr(app, "server", app)
+    client = server.test_client()
     client.set_cookie(
         COOKIE_NAME, protection.start_session(identity), path=protection.prefixes.requests,
     )

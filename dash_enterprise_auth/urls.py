@@ -10,18 +10,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from urllib.parse import quote, urlsplit
 
-from flask import Request
+from .web import Request
 
 
 @dataclass(frozen=True)
 class Prefixes:
-    routes: str = "/"  # where Flask routes live
+    routes: str = "/"  # where the server routes them
     requests: str = "/"  # where the browser reaches them
 
     def external(self, request: Request, route_path: str) -> str:
         """The browser-facing path of a route path such as ``/_dash-auth/login``."""
         if not route_path.startswith(self.routes):
-            return request.script_root + route_path  # a plain Flask route outside Dash's prefix
+            return request.script_root + route_path  # a route of the server outside Dash's prefix
         return request.script_root + self.requests + route_path[len(self.routes):]
 
     def app_root(self, request: Request) -> str:
@@ -36,7 +36,7 @@ class Prefixes:
 
     def current_url(self, request: Request) -> str:
         """The browser-facing path and query of this request, fit for ``next``."""
-        query = request.query_string.decode("latin-1")
+        query = request.query_string
         return self.external(request, request.path) + (f"?{query}" if query else "")
 
     def sign_in_url(self, request: Request, next_url: str | None = None) -> str:

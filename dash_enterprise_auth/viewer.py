@@ -1,17 +1,19 @@
 """Who is looking at the page right now, and where that answer comes from.
 
-Inside a Flask request the guard has already resolved the viewer and put it on
-``flask.g``. In a Dash background callback there is no request: the viewer is
-found again from the session cookie that Dash hands over in
-``dash.callback_context.cookies``. Anywhere else there is no viewer, and the
-public API raises instead of guessing.
+The adapter of the request (Flask's ``before_request``, the ASGI middleware)
+resolves the viewer once and puts it in a ``contextvars`` variable, which
+Dash copies into every callback it runs: sync or ``async def``, on a thread
+or on the event loop, over HTTP or a WebSocket. A background callback runs
+in another process without that variable: the viewer is found again from
+the session cookie Dash hands over in ``dash.callback_context.cookies``.
+Anywhere else there is no viewer, and the public API raises instead of
+guessing.
 """
 from __future__ import annotations
 
+from contextvars import ContextVar, Token
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
-
-from flask import g, has_request_context
 
 from .connectors.base import Identity
 from .stores import SessionRecord
@@ -20,13 +22,13 @@ if TYPE_CHECKING:
     from .protection import Protection
 
 OUTSIDE_REQUEST = (
-    "{name}() needs a request: call it inside a Dash callback, a layout function or a Flask "
-    "view of an app protected by dash_enterprise_auth, not at import time or in a thread "
+    "{name}() needs a request: call it inside a Dash callback, a layout function or a view "
+    "of an app protected by dash_enterprise_auth, not at import time or in a thread "
     "of your own"
 )
 
 # The protection of the app served by this process, for background callbacks,
-# which run without a Flask request (set by protect(); the last app wins).
+# which run without a request (set by protect(); the last app wins).
 _process_protection: "Protection | None" = None
 
 
@@ -42,15 +44,27 @@ class Viewer:
     record: SessionRecord | None = None
 
 
-class _Anonymous:
-    """Marks a request that the guard saw and found no viewer for."""
+@dataclass(frozen=True)
+class Seen:
+    """What the guard found for the request being served: its app's protection and viewer."""
+
+    protection: "Protection"
+    viewer: Viewer | None
 
 
-ANONYMOUS = _Anonymous()
+_seen: ContextVar[Seen | None] = ContextVar("dash_enterprise_auth_viewer", default=None)
 
 
-def set_request_viewer(viewer: Viewer | None) -> None:
-    g._dash_auth_viewer = viewer if viewer is not None else ANONYMOUS
+def see(protection: "Protection", viewer: Viewer | None) -> Token:
+    """Record the viewer of the request the caller is serving; reset with :func:`forget`."""
+    return _seen.set(Seen(protection, viewer))
+
+
+def forget(token: Token) -> None:
+    try:
+        _seen.reset(token)
+    except ValueError:  # set in another context (a server that copies contexts): clear it here
+        _seen.set(None)
 
 
 def remember_protection(protection: "Protection") -> None:
@@ -65,28 +79,22 @@ def current_viewer(name: str) -> Viewer | None:
     not protected, so a misconfigured app fails loudly instead of serving
     everyone as nobody.
     """
-    if has_request_context():
-        viewer = getattr(g, "_dash_auth_viewer", None)
-        if viewer is None:
-            raise RuntimeError(
-                f"{name}() found no dash_enterprise_auth guard on this request: protect the app "
-                "(set DASH_AUTH_CONNECTOR, or call dash_enterprise_auth.protect(app))"
-            )
-        return None if viewer is ANONYMOUS else viewer
+    seen = _seen.get()
+    if seen is not None:
+        return seen.viewer
     cookies = _callback_cookies()
     if cookies is None or _process_protection is None:
-        raise RuntimeError(OUTSIDE_REQUEST.format(name=name))
+        raise RuntimeError(OUTSIDE_REQUEST.format(name=name) + (
+            "; if this is such a request, the app is not protected: set DASH_AUTH_CONNECTOR, or call "
+            "dash_enterprise_auth.protect(app)" if _process_protection is None else ""))
     return _process_protection.viewer_from_cookies(cookies)
 
 
 def current_protection() -> "Protection":
     """The protection of the app serving this request (or, in a background callback, this process)."""
-    if has_request_context():
-        from flask import current_app
-
-        protection = current_app.extensions.get("dash_enterprise_auth")
-        if protection is not None:
-            return protection
+    seen = _seen.get()
+    if seen is not None:
+        return seen.protection
     if _process_protection is None:
         raise RuntimeError("this app is not protected by dash_enterprise_auth")
     return _process_protection
@@ -99,6 +107,6 @@ def _callback_cookies() -> dict[str, Any] | None:
 
     try:
         cookies = callback_context.cookies
-    except (MissingCallbackContextException, AttributeError):  # no callback running; or an old Dash
+    except (MissingCallbackContextException, AttributeError, RuntimeError):  # no callback running
         return None
     return dict(cookies) if cookies is not None else None

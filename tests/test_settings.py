@@ -5,7 +5,7 @@ import pytest
 
 from dash_enterprise_auth.config import CORE_OPTIONS, CoreConfig
 from dash_enterprise_auth.errors import ConfigurationError
-from dash_enterprise_auth.protection import load_configuration
+from dash_enterprise_auth.install import load_configuration
 from dash_enterprise_auth.settings import Secret, Settings
 
 KEY = "k" * 40

@@ -70,7 +70,10 @@ def test_logout_signs_out_and_the_app_asks_to_sign_in_again(browser_page, exampl
     expect(page.locator("body")).to_contain_text(re.compile("signed out", re.I))
 
     page.go_back(wait_until="load")
-    page.goto(example_app.url + "/")  # opening the app again, as a person would
+    # The page that comes back may reload itself into sign-in (its callbacks get 401s) while
+    # the person opens the app again: either navigation must end on the sign-in page.
+    page.wait_for_load_state("networkidle")
+    page.goto(example_app.url + "/")
     expect(page).to_have_url(at_path(example_app, LOGIN))
     expect(page.get_by_role("button", name="Sign in")).to_be_visible()
     expect(page.get_by_text("Hello alice")).to_have_count(0)

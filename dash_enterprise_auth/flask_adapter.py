@@ -1,0 +1,73 @@
+"""The WSGI adapter: the guard and the package's routes on a Flask server (Dash's Flask backend).
+
+A ``before_request`` function, first in line, turns Flask's request into a
+plain :class:`~dash_enterprise_auth.web.Request`, asks the guard, and either
+answers (refusals, the package's own routes) or lets Flask go on with the
+viewer set for the rest of the request. No policy lives here.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import flask
+from werkzeug.datastructures import Headers
+
+from . import routes
+from .errors import AuthenticationError
+from .guard import Admit, answer_failure, check, is_package_route
+from .protection import Protection
+from .viewer import forget, see
+from .web import Answer, Request
+
+_TOKEN = "_dash_auth_viewer_token"
+
+
+def install(server: flask.Flask, protection: Protection) -> None:
+    server.before_request_funcs.setdefault(None, []).insert(0, lambda: _before(protection))
+    server.register_error_handler(AuthenticationError, lambda exc: _failure(protection, exc))
+    server.teardown_request_funcs.setdefault(None, []).append(_teardown)
+
+
+def plain_request(req: flask.Request, with_form: bool = False) -> Request:
+    return Request(
+        method=req.method, path=req.path, query_string=req.query_string.decode("latin-1"),
+        headers=Headers(req.headers), cookies=req.cookies,
+        form=req.form.to_dict() if with_form and req.method == "POST" else {},
+        client=req.remote_addr or "", scheme=req.scheme, host=req.host, script_root=req.script_root,
+    )
+
+
+def flask_response(answer: Answer) -> flask.Response:
+    return flask.Response(answer.body, answer.status, headers=answer.headers)
+
+
+def _before(protection: Protection) -> flask.Response | None:
+    req = flask.request._get_current_object()  # one proxy lookup instead of one per use
+    request = plain_request(req)
+    outcome = check(protection, request)
+    if isinstance(outcome, Answer):
+        return flask_response(outcome)
+    flask.g.setdefault(_TOKEN, see(protection, outcome.viewer))
+    if outcome.cookies:
+        _add_cookies(outcome)
+    if is_package_route(protection, request):
+        return flask_response(routes.handle(protection, plain_request(req, with_form=True), outcome.viewer))
+    return None
+
+
+def _add_cookies(outcome: Admit) -> None:
+    @flask.after_this_request
+    def add(response: flask.Response) -> flask.Response:
+        for cookie in outcome.cookies:
+            response.headers.add("Set-Cookie", cookie)
+        return response
+
+
+def _failure(protection: Protection, exc: AuthenticationError) -> flask.Response:
+    return flask_response(answer_failure(protection, plain_request(flask.request), exc))
+
+
+def _teardown(_exc: Any) -> None:
+    token = flask.g.pop(_TOKEN, None)
+    if token is not None:
+        forget(token)

@@ -1,0 +1,157 @@
+"""``protect(app)``: read the settings, build the app's :class:`Protection`, install it on its server.
+
+The only way in: the Dash plugin and the dash-auth compatibility classes call
+it too. Everything is built up front, so every configuration mistake stops
+start-up instead of surfacing on a request.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import flask
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from . import flask_adapter
+from . import viewer as viewer_module
+from .config import CONNECTOR, CORE_OPTIONS, DEFAULT_STORE_FILE, PRIVACY, CoreConfig
+from .connectors import Connector, available, connector_class
+from .errors import ConfigurationError
+from .pages import Pages
+from .protection import Protection
+from .settings import Settings
+from .stores import open_store, redact
+from .urls import Prefixes
+
+log = logging.getLogger("dash_enterprise_auth")
+
+EXTENSION = "dash_enterprise_auth"
+
+
+def protect(app: Any, **overrides: Any) -> Protection:
+    """Protect a Dash app (2.x, 3.x, 4.x) or a Flask app with the configured connector.
+
+    Settings come from ``DASH_AUTH_*`` variables; keyword arguments override
+    them (``protect(app, privacy="authorized")``). ``connector`` may also be a
+    connector instance. Protecting the same app again with the same settings
+    returns the existing protection.
+    """
+    server = _flask_server(app)
+    existing = server.extensions.get(EXTENSION)
+    if existing is not None:
+        if overrides and overrides != existing.overrides:
+            raise ConfigurationError(
+                "this app is already protected by dash_enterprise_auth with other settings; "
+                "call protect() once (with DASH_AUTH_CONNECTOR set, Dash >= 3 protects it already)"
+            )
+        return existing
+
+    _ensure_log_output()
+    config, connector = load_configuration(overrides)
+    store = open_store(config.session_store or _default_store_url(server))
+    prefixes = _prefixes(app)
+    pages = Pages(_template_folder(server), _title_getter(app, server), prefixes)
+    protection = Protection(config, connector, store, prefixes, pages, overrides)
+
+    if config.proxy_hops:
+        hops = config.proxy_hops
+        server.wsgi_app = ProxyFix(server.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops,
+                                   x_prefix=hops)
+    flask_adapter.install(server, protection)
+    if hasattr(app, "interpolate_index"):
+        _add_session_script(app, prefixes)
+    server.extensions[EXTENSION] = protection
+    viewer_module.remember_protection(protection)
+    log.info(
+        "dash-enterprise-auth: protecting %s with the %s connector, privacy %s, sessions in %s",
+        server.name, connector.name, config.privacy.value, _describe_store(config.session_store, server),
+    )
+    return protection
+
+
+def load_configuration(overrides: Mapping[str, Any] | None = None) -> tuple[CoreConfig, Connector]:
+    """Read and check every setting and build the connector: what protect() and the
+    ``check`` command share. Raises ConfigurationError naming the first bad setting."""
+    overrides = dict(overrides or {})
+    given = overrides.get("connector")
+    if isinstance(given, Connector):
+        del overrides["connector"]
+    known = [*CORE_OPTIONS, *(option for name in available() for option in _options_of(name))]
+    Settings.warn_unknown(known)
+    settings = Settings.load(known, overrides)
+    if isinstance(given, Connector):
+        connector = given
+    else:
+        name = settings.get(CONNECTOR)
+        if not name:
+            raise ConfigurationError("DASH_AUTH_CONNECTOR is not set: use one of " + ", ".join(sorted(available())))
+        connector = connector_class(name).from_settings(settings)
+    imposed = connector.privacy_level()
+    if imposed is not None and settings.is_set(PRIVACY):
+        raise ConfigurationError(f"DASH_AUTH_PRIVACY is not used with the {connector.name} connector, whose own "
+                                 f"settings decide who may view the app (here: {imposed}): unset it")
+    return CoreConfig.from_settings(settings, privacy=imposed), connector
+
+
+def _ensure_log_output() -> None:
+    """The audit trail must reach the operator even when the app configures no logging:
+    then (no handler on our logger or the root) log INFO and up to stderr."""
+    if not log.handlers and not logging.getLogger().handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
+
+
+def _options_of(name: str) -> tuple:
+    try:
+        return tuple(connector_class(name).options)
+    except ConfigurationError:
+        return ()
+
+
+def _flask_server(app: Any) -> flask.Flask:
+    server = app if isinstance(app, flask.Flask) else getattr(app, "server", None)
+    if not isinstance(server, flask.Flask):
+        raise ConfigurationError(
+            "dash_enterprise_auth.protect() needs a Dash app on the Flask backend or a Flask app; "
+            f"got {type(app).__name__} with server {type(server).__name__}"
+        )
+    return server
+
+
+def _prefixes(app: Any) -> Prefixes:
+    config = getattr(app, "config", None)
+    routes = getattr(config, "routes_pathname_prefix", None) if not isinstance(app, flask.Flask) else None
+    requests = getattr(config, "requests_pathname_prefix", None) if routes else None
+    return Prefixes(routes or "/", requests or routes or "/")
+
+
+def _template_folder(server: flask.Flask) -> Callable[[], str | None]:
+    """The app's own ``templates/`` folder, read when a page renders (an app may set it late)."""
+    return lambda: str(Path(server.root_path) / server.template_folder) if server.template_folder else None
+
+
+def _title_getter(app: Any, server: flask.Flask) -> Callable[[], str]:
+    return lambda: str(getattr(app, "title", None) or server.name)
+
+
+def _default_store_url(server: flask.Flask) -> str:
+    return "sqlite:///" + str(Path(server.instance_path) / DEFAULT_STORE_FILE)
+
+
+def _describe_store(url: str | None, server: flask.Flask) -> str:
+    return redact(url) if url else str(Path(server.instance_path) / DEFAULT_STORE_FILE)
+
+
+def _add_session_script(app: Any, prefixes: Prefixes) -> None:
+    """Make the Dash page reload into sign-in when a callback answers 401 (session ended)."""
+    original = app.interpolate_index
+
+    def interpolate_index(**kwargs: Any) -> str:
+        src = flask.request.script_root + prefixes.requests + "_dash-auth/static/session.js"
+        kwargs["scripts"] = kwargs.get("scripts", "") + f'\n<script src="{src}"></script>'
+        return original(**kwargs)
+
+    app.interpolate_index = interpolate_index
