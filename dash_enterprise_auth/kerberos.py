@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
+from .errors import ConfigurationError
 from .settings import Secret
 
 log = logging.getLogger("dash_enterprise_auth")
@@ -170,9 +171,16 @@ class Kerberos:
     def __init__(self, realm: str, secret_key: Secret, *, keytab: str | None = None,
                  service_principal: str | None = None, delegate_to: tuple[str, ...] = (),
                  timeout: float = KDC_TIMEOUT) -> None:
-        from cryptography.fernet import Fernet
-        from cryptography.hazmat.primitives import hashes
-        from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+        try:  # all three now: a missing one must stop start-up, not fail every sign-in later
+            import gssapi  # noqa: F401
+            import krb5  # noqa: F401
+            from cryptography.fernet import Fernet
+            from cryptography.hazmat.primitives import hashes
+            from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+        except ImportError as exc:
+            raise ConfigurationError(
+                f"DASH_AUTH_KRB5_REALM needs a package that is not installed ({exc.name}): "
+                "pip install 'dash-enterprise-auth[kerberos]'") from None
 
         self.realm = realm
         self.keytab = keytab
