@@ -7,26 +7,34 @@ a command line). The credential cache it writes is read back as bytes,
 encrypted with a key derived from the app secret (Fernet, from
 ``cryptography``) and kept in the session record's private part: never in a
 cookie, ``get_user_data()``, a log line or a page. It goes with the session
-at logout and expiry, and is renewed (pykrb5) before it expires while the
-session is in use and the ticket's ``renew_till`` is still ahead.
+at logout and expiry, and is renewed (libkrb5, see ``_renew_in_place``) before
+it expires while the session is in use and the ticket's ``renew_till`` is still ahead.
 
 A Kerberos failure never fails the sign-in: the viewer signs in, and
-``get_kerberos_ticket_cache()`` raises, saying why there is no ticket.
+``get_kerberos_ticket_cache()`` raises, saying why there is no ticket. Neither
+does a KDC that never answers: every KDC call on a request path is waited for
+at most the connector's timeout (``Kerberos.ask_kdc``).
 """
 from __future__ import annotations
 
 import base64
+import ctypes
+import ctypes.util
+import functools
 import logging
 import os
 import shutil
 import tempfile
 import threading
 import time
-from contextlib import contextmanager
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
+from .errors import ConfigurationError
 from .settings import Secret
 
 log = logging.getLogger("dash_enterprise_auth")
@@ -37,6 +45,11 @@ PRIVATE_KEY = "krb5"  # where Identity.private keeps the ticket
 RENEW_WHEN_LEFT = 0.5
 RENEWAL_RETRY = 60.0  # seconds before a failed renewal is tried again (per process)
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+# Seconds a request waits for the KDC when the connector has no timeout of its own (basic).
+KDC_TIMEOUT = 5.0
+# KDC calls given up on that may still be waiting, per app and process: each holds a thread
+# until MIT krb5 gives up itself (about 27 s for a KDC that never answers).
+MAX_PENDING_KDC_CALLS = 4
 
 
 class KerberosTicketUnavailable(RuntimeError):
@@ -73,6 +86,72 @@ def private_ccache(data: bytes | None = None) -> Iterator[Path]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
+@contextmanager
+def memory_ccache() -> Iterator[str]:
+    """The name of a credential cache in this process's memory, destroyed afterwards: what
+    waits for the KDC, so a call still waiting when the process exits leaves no file behind."""
+    import krb5
+
+    context = krb5.init_context()
+    cache = krb5.cc_new_unique(context, b"MEMORY")
+    try:
+        yield f"MEMORY:{cache.name.decode()}"
+    finally:
+        krb5.cc_destroy(context, cache)
+
+
+def _renew_in_place(cache_name: str) -> None:
+    """Renew the TGT in credential cache ``cache_name``, replacing what it holds, by calling
+    libkrb5 itself: pykrb5's get_renewed_creds keeps the GIL while it waits for the KDC, which
+    stops every thread of the process (the one meant to give up on it too); ctypes releases
+    it for each call. KerberosTicketUnavailable carries libkrb5's message."""
+    lib = _libkrb5()
+    context, cache, client = ctypes.c_void_p(), ctypes.c_void_p(), ctypes.c_void_p()
+    creds = ctypes.create_string_buffer(1024)  # a krb5_creds (under 200 bytes), filled in by libkrb5
+
+    def check(code: int) -> None:
+        if code:
+            message = lib.krb5_get_error_message(context, code)
+            text = ctypes.string_at(message).decode(errors="replace")
+            lib.krb5_free_error_message(context, message)
+            raise KerberosTicketUnavailable(text)
+
+    with ExitStack() as cleanup:
+        check(lib.krb5_init_context(ctypes.byref(context)))
+        cleanup.callback(lib.krb5_free_context, context)
+        check(lib.krb5_cc_resolve(context, cache_name.encode(), ctypes.byref(cache)))
+        cleanup.callback(lib.krb5_cc_close, context, cache)
+        check(lib.krb5_cc_get_principal(context, cache, ctypes.byref(client)))
+        cleanup.callback(lib.krb5_free_principal, context, client)
+        check(lib.krb5_get_renewed_creds(context, creds, client, cache, None))
+        cleanup.callback(lib.krb5_free_cred_contents, context, creds)
+        check(lib.krb5_cc_initialize(context, cache, client))
+        check(lib.krb5_cc_store_cred(context, cache, creds))
+
+
+@functools.lru_cache(maxsize=None)
+def _libkrb5() -> ctypes.CDLL:
+    """The libkrb5 that gssapi and pykrb5 have loaded already (so MEMORY caches are shared)."""
+    lib = ctypes.CDLL(ctypes.util.find_library("krb5") or "libkrb5.so.3")
+    handle, out = ctypes.c_void_p, ctypes.POINTER(ctypes.c_void_p)
+    signatures = {
+        "krb5_init_context": [out], "krb5_free_context": [handle],
+        "krb5_cc_resolve": [handle, ctypes.c_char_p, out], "krb5_cc_close": [handle, handle],
+        "krb5_cc_get_principal": [handle, handle, out], "krb5_free_principal": [handle, handle],
+        "krb5_get_renewed_creds": [handle, handle, handle, handle, ctypes.c_char_p],
+        "krb5_free_cred_contents": [handle, handle], "krb5_cc_initialize": [handle, handle, handle],
+        "krb5_cc_store_cred": [handle, handle, handle],
+        "krb5_get_error_message": [handle, ctypes.c_int32], "krb5_free_error_message": [handle, handle],
+    }
+    for name, arguments in signatures.items():
+        getattr(lib, name).argtypes = arguments
+        getattr(lib, name).restype = ctypes.c_int32
+    for name in ("krb5_free_context", "krb5_free_principal", "krb5_free_cred_contents", "krb5_free_error_message"):
+        getattr(lib, name).restype = None
+    lib.krb5_get_error_message.restype = ctypes.c_void_p
+    return lib
+
+
 def _ticket_times(path: Path, principal: str) -> tuple[float, float]:
     """(end time, renew-till) of the TGT in a credential cache file, read with pykrb5."""
     import krb5
@@ -90,10 +169,18 @@ class Kerberos:
     """Tickets for one app: its realm and the key that encrypts them at rest."""
 
     def __init__(self, realm: str, secret_key: Secret, *, keytab: str | None = None,
-                 service_principal: str | None = None, delegate_to: tuple[str, ...] = ()) -> None:
-        from cryptography.fernet import Fernet
-        from cryptography.hazmat.primitives import hashes
-        from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+                 service_principal: str | None = None, delegate_to: tuple[str, ...] = (),
+                 timeout: float = KDC_TIMEOUT) -> None:
+        try:  # all three now: a missing one must stop start-up, not fail every sign-in later
+            import gssapi  # noqa: F401
+            import krb5  # noqa: F401
+            from cryptography.fernet import Fernet
+            from cryptography.hazmat.primitives import hashes
+            from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+        except ImportError as exc:
+            raise ConfigurationError(
+                f"DASH_AUTH_KRB5_REALM needs a package that is not installed ({exc.name}): "
+                "pip install 'dash-enterprise-auth[kerberos]'") from None
 
         self.realm = realm
         self.keytab = keytab
@@ -105,9 +192,57 @@ class Kerberos:
         # username -> when renewing may be tried again: a KDC that is down or hangs must not
         # cost every request a timeout.
         self._retry_renewal_at: dict[str, float] = {}
+        self.timeout = timeout
+        self._kdc_slots = threading.BoundedSemaphore(MAX_PENDING_KDC_CALLS)
+
+    @staticmethod
+    def timeout_of(connector: Any) -> float:
+        """The connector's own timeout (DASH_AUTH_LDAP_TIMEOUT, DASH_AUTH_OIDC_TIMEOUT, ...), else
+        KDC_TIMEOUT: a sign-in waits for the KDC as long as for the directory or provider."""
+        for holder in (connector, getattr(connector, "servers", None)):  # ldap keeps it with its servers
+            timeout = getattr(holder, "timeout", None)
+            if isinstance(timeout, (int, float)) and timeout > 0:
+                return float(timeout)
+        return KDC_TIMEOUT
 
     def _principal(self, name: str) -> str:
         return name if "@" in name else f"{name}@{self.realm}"
+
+    def ask_kdc(self, call: Callable[[], Ticket]) -> Ticket:
+        """``call()`` (blocking KDC work) in a thread of its own, waited for at most ``timeout``.
+
+        MIT krb5 1.20 waits about 27 s for a KDC that never answers, close to gunicorn's 30 s
+        worker timeout, and has no setting to shorten that; gssapi (and ``_renew_in_place``)
+        release the GIL while they wait, so the caller can give up first. A call given up on
+        finishes on its own later: its ticket is dropped (only the caller seals it into a
+        session) and it writes no file before the KDC answers. It keeps one of
+        MAX_PENDING_KDC_CALLS slots until then; with every slot taken the KDC is not asked at
+        all, so hung calls never pile up and a sign-in meanwhile waits for nothing.
+        """
+        if not self._kdc_slots.acquire(blocking=False):
+            raise KerberosTicketUnavailable(
+                f"the KDC for {self.realm} has not answered {MAX_PENDING_KDC_CALLS} earlier requests of this "
+                "process yet, so it was not asked again; sign in again later for a ticket")
+        answer: Future[Ticket] = Future()
+
+        def run() -> None:
+            try:
+                answer.set_result(call())
+            except BaseException as exc:  # handed to the caller, if it still waits
+                answer.set_exception(exc)
+            finally:
+                self._kdc_slots.release()
+
+        try:
+            threading.Thread(target=run, name="dash-auth-kdc", daemon=True).start()
+        except RuntimeError:  # no thread to be had: the slot must not be lost with it
+            self._kdc_slots.release()
+            raise
+        try:
+            return answer.result(timeout=self.timeout)
+        except FutureTimeout:
+            raise KerberosTicketUnavailable(
+                f"the KDC for {self.realm} did not answer within {self.timeout:g} s") from None
 
     # -- obtaining and renewing ------------------------------------------------------------
 
@@ -139,35 +274,45 @@ class Kerberos:
         kerberos_name = gssapi.NameType.kerberos_principal
         step = f"S4U2Self for {principal}"
         try:
-            with private_ccache() as work, private_ccache() as out:
+            with memory_ccache() as work:
                 app = gssapi.Credentials(name=gssapi.Name(self.service_principal, kerberos_name), usage="initiate",
-                                         store={"client_keytab": self.keytab, "ccache": f"FILE:{work}"})
+                                         store={"client_keytab": self.keytab, "ccache": work})
                 user = app.impersonate(gssapi.Name(principal, kerberos_name), usage="initiate")
                 for target in self.delegate_to:
                     step = f"constrained delegation (S4U2Proxy) of {principal} to {target}"
                     gssapi.SecurityContext(name=gssapi.Name(target, kerberos_name), creds=user, usage="initiate").step()
-                gssapi.raw.store_cred_into({b"ccache": f"FILE:{out}".encode()}, user, usage="initiate",
-                                           overwrite=True)
-                expires_at, _ = _ticket_times(out, principal)
-                return Ticket(principal, out.read_bytes(), expires_at, 0.0)
+                with private_ccache() as out:  # a file only once the KDC has answered
+                    gssapi.raw.store_cred_into({b"ccache": f"FILE:{out}".encode()}, user, usage="initiate",
+                                               overwrite=True)
+                    expires_at, _ = _ticket_times(out, principal)
+                    return Ticket(principal, out.read_bytes(), expires_at, 0.0)
         except gssapi.exceptions.GSSError as exc:
             raise KerberosTicketUnavailable(f"{step} failed: {_gss_reason(exc)}") from None
 
     def renew(self, ticket: Ticket) -> Ticket:
+        """``ticket`` renewed by the KDC; its cache waits for the KDC in memory, not in a file."""
         import krb5
 
-        with private_ccache(ticket.ccache) as path:
-            try:
-                context = krb5.init_context()
-                cache = krb5.cc_resolve(context, f"FILE:{path}".encode())
-                client = krb5.cc_get_principal(context, cache)
-                creds = krb5.get_renewed_creds(context, client, cache)
-                krb5.cc_initialize(context, cache, client)
-                krb5.cc_store_cred(context, cache, creds)
-            except krb5.Krb5Error as exc:
-                raise KerberosTicketUnavailable(f"renewing the ticket of {ticket.principal} failed: {exc}") from None
-            return Ticket(ticket.principal, path.read_bytes(), float(creds.times.endtime),
-                          float(creds.times.renew_till))
+        try:
+            context = krb5.init_context()
+            with memory_ccache() as name:
+                cache = krb5.cc_resolve(context, name.encode())
+                with private_ccache(ticket.ccache) as path:
+                    stored = krb5.cc_resolve(context, f"FILE:{path}".encode())
+                    client = krb5.cc_get_principal(context, stored)
+                    krb5.cc_initialize(context, cache, client)
+                    for creds in stored:
+                        krb5.cc_store_cred(context, cache, creds)
+                _renew_in_place(name)
+                with private_ccache() as path:
+                    renewed = krb5.cc_resolve(context, f"FILE:{path}".encode())
+                    krb5.cc_initialize(context, renewed, client)
+                    for creds in cache:
+                        krb5.cc_store_cred(context, renewed, creds)
+                    expires_at, renew_till = _ticket_times(path, ticket.principal)
+                    return Ticket(ticket.principal, path.read_bytes(), expires_at, renew_till)
+        except (krb5.Krb5Error, KerberosTicketUnavailable) as exc:
+            raise KerberosTicketUnavailable(f"renewing the ticket of {ticket.principal} failed: {exc}") from None
 
     # -- keeping it with the session ----------------------------------------------------------
 
@@ -200,9 +345,9 @@ class Kerberos:
             return identity
         try:
             if password is not None:
-                sealed = self.seal(self.with_password(identity.username, password))
+                sealed = self.seal(self.ask_kdc(lambda: self.with_password(identity.username, password)))
             else:
-                sealed = {**self.seal(self.delegated(identity.username)), "delegated": True}
+                sealed = {**self.seal(self.ask_kdc(lambda: self.delegated(identity.username))), "delegated": True}
         except KerberosTicketUnavailable as exc:
             log.warning("dash-enterprise-auth: no Kerberos ticket for %s: %s", identity.username, exc)
             sealed = {"error": str(exc)}
@@ -230,9 +375,13 @@ class Kerberos:
         delegated = sealed.get("delegated")
         self._retry_renewal_at[sealed.get("principal", "")] = time.time() + RENEWAL_RETRY
         try:
-            ticket = self.delegated(identity.username) if delegated else self.renew(self.unseal(identity.private))
+            if delegated:
+                ticket = self.ask_kdc(lambda: self.delegated(identity.username))
+            else:
+                kept = self.unseal(identity.private)
+                ticket = self.ask_kdc(lambda: self.renew(kept))
         except KerberosTicketUnavailable as exc:
-            log.warning("dash-enterprise-auth: %s", exc)
+            log.warning("dash-enterprise-auth: the Kerberos ticket of %s was not renewed: %s", identity.username, exc)
             return None
         except Exception:  # the request goes on with the ticket it has
             log.exception("dash-enterprise-auth: renewing the Kerberos ticket of %s failed", identity.username)

@@ -64,7 +64,7 @@ class Protection:
         self.throttle = Throttle(store)
         self.form_token = FormToken(config.secret_key)
         self.kerberos = Kerberos(
-            config.krb5_realm, config.secret_key, keytab=config.krb5_keytab,
+            config.krb5_realm, config.secret_key, keytab=config.krb5_keytab, timeout=Kerberos.timeout_of(connector),
             service_principal=config.krb5_service_principal, delegate_to=config.krb5_delegate_to,
         ) if config.krb5_realm else None
         self.share_links = ShareLinks(connector.admits_share_key, config.secret_key, config.max_age,

@@ -5,8 +5,13 @@ import os
 import sqlite3
 import stat
 import subprocess
+import tempfile
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Callable, Iterator
 
 import pytest
 from flask import Response
@@ -16,7 +21,7 @@ from dash_enterprise_auth.kerberos import TIME_FORMAT
 
 from .conftest import PASSWORDS as BASIC_PASSWORDS
 from .conftest import sign_in
-from .servers.kdc_server import APP_SERVICE, HTTP_SERVICE
+from .servers.kdc_server import APP_SERVICE, HTTP_SERVICE, KdcServer, SilentKdc
 from .servers.negotiate_service import NegotiateService, negotiate_get
 from .servers.slapd_server import PASSWORDS
 from .test_ldap import settings_for
@@ -221,3 +226,146 @@ def test_delegation_settings_go_together(make_app, oidc_provider):
 
     with pytest.raises(ConfigurationError, match="DASH_AUTH_KRB5_SERVICE_PRINCIPAL together"):
         make_app(**oidc_settings(oidc_provider), krb5_realm="EXAMPLE.ORG", krb5_keytab="/etc/app.keytab")
+
+
+# -- a KDC that never answers (or answers late) ----------------------------------------------------
+#
+# MIT krb5 1.20 itself waits about 27 s for such a KDC, close to gunicorn's 30 s worker timeout.
+
+MARGIN = 4.0  # seconds allowed on top of a timeout, for a loaded 2-core CI
+
+
+@contextmanager
+def silent_kdc(kdc: KdcServer, answer_after: float | None = None) -> Iterator[SilentKdc]:
+    """``kdc``'s realm behind a KDC that never answers (or answers ``answer_after`` seconds late)
+    for the block: KRB5_CONFIG points at it (libkrb5 reads it at each call), then back."""
+    server = SilentKdc(kdc, answer_after).start()
+    previous = os.environ["KRB5_CONFIG"]
+    os.environ["KRB5_CONFIG"] = str(server.krb5_conf)
+    try:
+        yield server
+    finally:
+        os.environ["KRB5_CONFIG"] = previous
+        server.stop()
+
+
+@pytest.fixture
+def ccache_folders(tmp_path, monkeypatch) -> Callable[[], list[str]]:
+    """The app's private credential cache folders (tempfile's folder is the test's own meanwhile)."""
+    folder = tmp_path / "tmp"
+    folder.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(folder))
+    return lambda: sorted(path.name for path in folder.glob("dash-auth-krb5-*"))
+
+
+def kdc_calls() -> list[threading.Thread]:
+    """KDC calls of the app still under way, the ones given up on included."""
+    return [thread for thread in threading.enumerate() if thread.name == "dash-auth-kdc"]
+
+
+def wait_until_kdc_calls_end(seconds: float = 15) -> None:
+    deadline = time.monotonic() + seconds
+    while kdc_calls() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not kdc_calls(), "a KDC call given up on never ended"
+
+
+def timed(call: Callable[[], object]) -> tuple[object, float]:
+    started = time.monotonic()
+    result = call()
+    return result, time.monotonic() - started
+
+
+def kdc_unavailable(client) -> str:
+    answer = client.get("/ccache")
+    assert answer.status_code == 409, answer.status_code
+    return answer.get_data(as_text=True)
+
+
+@pytest.mark.parametrize("connector, timeout", [("ldap", 2), ("basic", 5)])
+def test_a_kdc_that_never_answers_holds_a_sign_in_for_the_connector_timeout_only(
+        make_app, slapd, kdc, tmp_path, ccache_folders, connector, timeout):
+    if connector == "ldap":  # DASH_AUTH_LDAP_TIMEOUT bounds the KDC too
+        app = kerberized_app(make_app, slapd, kdc.realm, tmp_path, ldap_timeout=timeout)
+        username, password = "alice", PASSWORDS["alice"]
+    else:  # no timeout setting of its own: 5 s
+        app = make_app(krb5_realm=kdc.realm)
+        serve_ccache(app)
+        username, password = "carol", CAROL_PASSWORD
+    client = app.server.test_client()
+    with silent_kdc(kdc) as hung:
+        response, took = timed(lambda: sign_in(client, username, password))
+        assert response.status_code == 302 and took < timeout + MARGIN, f"the sign-in took {took:.1f} s"
+        assert hung.requests > 0  # the KDC was asked, and said nothing
+        reason = kdc_unavailable(client)
+        assert f"the KDC for {kdc.realm} did not answer within {timeout} s" in reason, reason
+        assert not ccache_folders()
+    wait_until_kdc_calls_end()  # the KDC went away: the call given up on ends
+    assert kdc_unavailable(client) == reason and not ccache_folders()
+
+
+def test_a_kdc_answering_after_the_sign_in_gave_up_changes_nothing(make_app, slapd, kdc, tmp_path, ccache_folders):
+    app = kerberized_app(make_app, slapd, kdc.realm, tmp_path, ldap_timeout=2)
+    client = app.server.test_client()
+    issued = kdc.log_path.read_text().count("ISSUE: authtime")
+    with silent_kdc(kdc, answer_after=3) as late:
+        response, took = timed(lambda: sign_in(client, "alice", PASSWORDS["alice"]))
+        assert response.status_code == 302 and took < 2 + MARGIN, f"the sign-in took {took:.1f} s"
+        reason = kdc_unavailable(client)
+        assert "did not answer within 2 s" in reason
+        wait_until_kdc_calls_end(30)  # with a TGT: the KDC issued it late, and the client got it
+        assert late.answered > 0 and kdc.log_path.read_text().count("ISSUE: authtime") > issued
+    assert kdc_unavailable(client) == reason  # nothing reached the session
+    assert not ccache_folders()
+
+
+def test_kdc_calls_that_hang_are_bounded_and_later_sign_ins_do_not_wait_for_them(
+        make_app, slapd, kdc, tmp_path, ccache_folders):
+    from dash_enterprise_auth import kerberos
+
+    app = kerberized_app(make_app, slapd, kdc.realm, tmp_path, ldap_timeout=3)
+    clients = [app.server.test_client() for _ in range(kerberos.MAX_PENDING_KDC_CALLS)]
+    with silent_kdc(kdc):
+        with ThreadPoolExecutor(len(clients)) as pool:
+            answers = list(pool.map(lambda client: sign_in(client, "alice", PASSWORDS["alice"]).status_code,
+                                    clients))
+        assert answers == [302] * len(clients) and len(kdc_calls()) == len(clients)  # all still waiting
+        latecomer = app.server.test_client()
+        response, took = timed(lambda: sign_in(latecomer, "alice", PASSWORDS["alice"]))
+        assert response.status_code == 302 and took < 2, f"the sign-in took {took:.1f} s"  # no 3 s wait
+        reason = kdc_unavailable(latecomer)
+        assert f"the KDC for {kdc.realm} has not answered {len(clients)} earlier requests" in reason, reason
+        assert len(kdc_calls()) == len(clients)
+    wait_until_kdc_calls_end()
+    assert not ccache_folders()
+
+
+def test_renewing_against_a_kdc_that_never_answers_is_bounded_and_keeps_the_ticket(
+        make_app, slapd, make_kdc, tmp_path, ccache_folders):
+    short_lived_kdc = make_kdc(realm="RENEW.EXAMPLE.ORG", ticket_lifetime=16, max_renewable_life=600, clockskew=1)
+    app = kerberized_app(make_app, slapd, short_lived_kdc.realm, tmp_path, ldap_timeout=2)
+    client = app.server.test_client()
+    assert sign_in(client, "alice", PASSWORDS["alice"]).status_code == 302
+    ticket = client.get("/ccache").data
+    with silent_kdc(short_lived_kdc) as hung:
+        time.sleep(9)  # past half the ticket's life: the next request renews it
+        response, took = timed(lambda: client.get("/ccache"))
+        assert response.status_code == 200 and took < 2 + MARGIN, f"the request took {took:.1f} s"
+        assert response.data == ticket and hung.requests > 0
+        assert not ccache_folders()
+    wait_until_kdc_calls_end()
+    assert not ccache_folders()
+
+
+def test_delegation_against_a_kdc_that_never_answers_is_bounded_by_the_provider_timeout(
+        make_app, oidc_provider, kdc, tmp_path, ccache_folders):
+    app = delegating_app(make_app, oidc_provider, kdc, tmp_path)  # DASH_AUTH_OIDC_TIMEOUT: 5 s
+    browser = app.server.test_client()
+    with silent_kdc(kdc) as hung:
+        (response, _), took = timed(lambda: back_from_provider(browser, "alice"))
+        assert response.status_code == 302 and took < 5 + MARGIN, f"the sign-in took {took:.1f} s"
+        reason = kdc_unavailable(browser)
+        assert f"the KDC for {kdc.realm} did not answer within 5 s" in reason and hung.requests > 0, reason
+        assert not ccache_folders()
+    wait_until_kdc_calls_end()
+    assert not ccache_folders()

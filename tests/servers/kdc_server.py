@@ -1,4 +1,5 @@
-"""A real MIT Kerberos KDC (Debian krb5-kdc) for a throwaway realm, on a free loopback port.
+"""A real MIT Kerberos KDC (Debian krb5-kdc) for a throwaway realm, on a free loopback port;
+and ``SilentKdc``, the same realm behind an address that never answers (or answers late).
 
 Tests get real tickets from it: password sign-ins (the seeded people have the
 same passwords as in the LDAP test directory, so one password gives both an
@@ -18,6 +19,7 @@ import os
 import secrets
 import socket
 import subprocess
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -437,3 +439,146 @@ class KdcServer:
 
     def _ldapmodify(self, ldif: str) -> None:
         self._ldap_tool("ldapmodify", input=ldif)
+
+
+class SilentKdc:
+    """``kdc``'s realm behind a KDC address that never answers, or answers late.
+
+    On a loopback port of its own it receives UDP datagrams and accepts TCP connections, as
+    a hung KDC does, and stays silent; with ``answer_after`` it passes each request on to
+    ``kdc`` that many seconds later and relays the answer. ``krb5_conf`` is ``kdc``'s client
+    configuration with this address as the realm's only KDC: point ``KRB5_CONFIG`` at it.
+    ``requests`` counts what reached it (proof that a client asked), ``answered`` the answers
+    relayed. ``stop()`` closes every connection, so clients still waiting give up at once.
+    """
+
+    def __init__(self, kdc: KdcServer, answer_after: float | None = None) -> None:
+        self.kdc = kdc
+        self.answer_after = answer_after
+        self.port = free_port()
+        self.requests = 0
+        self.answered = 0
+        self._counts = threading.Lock()
+        self._stopped = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    @property
+    def krb5_conf(self) -> Path:
+        return self.kdc.folder / f"krb5-silent-{self.port}.conf"
+
+    def start(self) -> "SilentKdc":
+        real = f"kdc = {self.kdc.kdc_url}\n"
+        config = self.kdc.krb5_conf.read_text()
+        assert config.count(real) == 1, "the realm should name exactly one KDC"
+        self.krb5_conf.write_text(config.replace(real, f"kdc = 127.0.0.1:{self.port}\n"))
+        tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        tcp.bind(("127.0.0.1", self.port))
+        tcp.listen(64)
+        udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        udp.bind(("127.0.0.1", self.port))
+        self._spawn(self._accept, tcp)
+        self._spawn(self._receive, udp)
+        return self
+
+    def stop(self) -> None:
+        """Close everything (each thread closes its own socket within 0.1 s) and wait for that."""
+        self._stopped.set()
+        for thread in list(self._threads):
+            thread.join(5)
+
+    # -- internals -----------------------------------------------------------------------------
+
+    def _spawn(self, target, *args) -> None:
+        thread = threading.Thread(target=target, args=args, daemon=True, name="silent-kdc")
+        self._threads.append(thread)
+        thread.start()
+
+    def _count(self, field: str) -> None:
+        with self._counts:
+            setattr(self, field, getattr(self, field) + 1)
+
+    def _accept(self, tcp: socket.socket) -> None:
+        tcp.settimeout(0.1)  # polled, so stop() needs no cross-thread close
+        with tcp:
+            while not self._stopped.is_set():
+                try:
+                    connection, _ = tcp.accept()
+                except socket.timeout:
+                    continue
+                connection.settimeout(0.1)
+                self._spawn(self._serve, connection)
+
+    def _serve(self, connection: socket.socket) -> None:
+        """One TCP client: length-prefixed requests, each left unanswered or answered late."""
+        with connection:
+            while (request := self._message(connection)) is not None:
+                self._count("requests")
+                answer = self._from_kdc(request, over_tcp=True)
+                if answer is not None:
+                    try:
+                        connection.sendall(answer)
+                    except OSError:
+                        return  # the client gave up on this connection
+                    self._count("answered")
+
+    def _message(self, connection: socket.socket) -> bytes | None:
+        """A KDC message over TCP (4-byte big-endian length, then the body); None at EOF or stop."""
+        head = self._exactly(connection, 4)
+        body = head and self._exactly(connection, int.from_bytes(head, "big"))
+        return None if body is None else head + body
+
+    def _exactly(self, connection: socket.socket, size: int) -> bytes | None:
+        data = b""
+        while len(data) < size:
+            if self._stopped.is_set():
+                return None
+            try:
+                chunk = connection.recv(size - len(data))
+            except socket.timeout:
+                continue
+            except OSError:
+                return None
+            if not chunk:
+                return None
+            data += chunk
+        return data
+
+    def _receive(self, udp: socket.socket) -> None:
+        udp.settimeout(0.1)
+        with udp:
+            while not self._stopped.is_set():
+                try:
+                    request, client = udp.recvfrom(65536)
+                except socket.timeout:
+                    continue
+                self._count("requests")
+                if self.answer_after is not None:
+                    self._spawn(self._answer_datagram, udp, request, client)
+
+    def _answer_datagram(self, udp: socket.socket, request: bytes, client: tuple[str, int]) -> None:
+        answer = self._from_kdc(request, over_tcp=False)
+        if answer is not None:
+            try:
+                udp.sendto(answer, client)
+            except OSError:
+                return  # stopped meanwhile: the socket is closed
+            self._count("answered")
+
+    def _from_kdc(self, request: bytes, *, over_tcp: bool) -> bytes | None:
+        """The real KDC's answer to ``request`` once ``answer_after`` has passed; None when
+        this KDC never answers, stops meanwhile or cannot reach the real one."""
+        if self.answer_after is None or self._stopped.wait(self.answer_after):
+            return None
+        try:
+            if over_tcp:
+                with socket.create_connection(("127.0.0.1", self.kdc.port), timeout=10) as upstream:
+                    upstream.settimeout(0.1)
+                    upstream.sendall(request)
+                    return self._message(upstream)
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as upstream:
+                upstream.settimeout(10)
+                upstream.sendto(request, ("127.0.0.1", self.kdc.port))
+                return upstream.recv(65536)
+        except OSError:
+            return None
