@@ -7,13 +7,14 @@ start-up instead of surfacing on a request.
 from __future__ import annotations
 
 import logging
+import weakref
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
 import flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from . import flask_adapter
+from . import asgi, flask_adapter
 from . import viewer as viewer_module
 from .config import CONNECTOR, CORE_OPTIONS, DEFAULT_STORE_FILE, PRIVACY, CoreConfig
 from .connectors import Connector, available, connector_class
@@ -27,18 +28,21 @@ from .urls import Prefixes
 log = logging.getLogger("dash_enterprise_auth")
 
 EXTENSION = "dash_enterprise_auth"
+# The protection of each ASGI server (FastAPI, Quart); a Flask server keeps its own in ``extensions``.
+_asgi_protections: "weakref.WeakKeyDictionary[Any, Protection]" = weakref.WeakKeyDictionary()
 
 
 def protect(app: Any, **overrides: Any) -> Protection:
-    """Protect a Dash app (2.x, 3.x, 4.x) or a Flask app with the configured connector.
+    """Protect a Dash app (2.x, 3.x, 4.x, on the Flask, FastAPI or Quart backend) or a Flask app
+    with the configured connector.
 
     Settings come from ``DASH_AUTH_*`` variables; keyword arguments override
     them (``protect(app, privacy="authorized")``). ``connector`` may also be a
     connector instance. Protecting the same app again with the same settings
     returns the existing protection.
     """
-    server = _flask_server(app)
-    existing = server.extensions.get(EXTENSION)
+    server = _server(app)
+    existing = installed_on(server)
     if existing is not None:
         if overrides and overrides != existing.overrides:
             raise ConfigurationError(
@@ -49,25 +53,40 @@ def protect(app: Any, **overrides: Any) -> Protection:
 
     _ensure_log_output()
     config, connector = load_configuration(overrides)
-    store = open_store(config.session_store or _default_store_url(server))
+    root = _app_root(app, server)
+    instance = Path(server.instance_path) if isinstance(server, flask.Flask) else root / "instance"
+    default_store = instance / DEFAULT_STORE_FILE
+    store = open_store(config.session_store or "sqlite:///" + str(default_store))
     prefixes = _prefixes(app)
-    pages = Pages(_template_folder(server), _title_getter(app, server), prefixes)
+    pages = Pages(_template_folder(server, root), _title_getter(app, server), prefixes)
     protection = Protection(config, connector, store, prefixes, pages, overrides)
 
-    if config.proxy_hops:
-        hops = config.proxy_hops
-        server.wsgi_app = ProxyFix(server.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops,
-                                   x_prefix=hops)
-    flask_adapter.install(server, protection)
+    if isinstance(server, flask.Flask):
+        if config.proxy_hops:
+            hops = config.proxy_hops
+            server.wsgi_app = ProxyFix(server.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops,
+                                       x_prefix=hops)
+        flask_adapter.install(server, protection)
+        server.extensions[EXTENSION] = protection
+    else:
+        asgi.install(server, protection, config.proxy_hops)
+        _asgi_protections[server] = protection
     if hasattr(app, "interpolate_index"):
         _add_session_script(app, prefixes)
-    server.extensions[EXTENSION] = protection
     viewer_module.remember_protection(protection)
     log.info(
-        "dash-enterprise-auth: protecting %s with the %s connector, privacy %s, sessions in %s",
-        server.name, connector.name, config.privacy.value, _describe_store(config.session_store, server),
+        "dash-enterprise-auth: protecting %s (%s) with the %s connector, privacy %s, sessions in %s",
+        getattr(app, "title", None) or getattr(server, "name", "the app"), type(server).__name__, connector.name,
+        config.privacy.value, redact(config.session_store) if config.session_store else default_store,
     )
     return protection
+
+
+def installed_on(server: Any) -> Protection | None:
+    """The protection installed on this Flask, FastAPI or Quart server, if any."""
+    if isinstance(server, flask.Flask):
+        return server.extensions.get(EXTENSION)
+    return _asgi_protections.get(server)
 
 
 def load_configuration(overrides: Mapping[str, Any] | None = None) -> tuple[CoreConfig, Connector]:
@@ -111,14 +130,16 @@ def _options_of(name: str) -> tuple:
         return ()
 
 
-def _flask_server(app: Any) -> flask.Flask:
+def _server(app: Any) -> Any:
+    """The server to guard: a Flask app, or a Dash app's Flask, FastAPI or Quart server."""
     server = app if isinstance(app, flask.Flask) else getattr(app, "server", None)
-    if not isinstance(server, flask.Flask):
-        raise ConfigurationError(
-            "dash_enterprise_auth.protect() needs a Dash app on the Flask backend or a Flask app; "
-            f"got {type(app).__name__} with server {type(server).__name__}"
-        )
-    return server
+    if isinstance(server, flask.Flask) or hasattr(server, "build_middleware_stack") or (
+            hasattr(server, "asgi_app") and hasattr(server, "register_error_handler")):
+        return server
+    raise ConfigurationError(
+        "dash_enterprise_auth.protect() needs a Dash app (Flask, FastAPI or Quart backend) or a Flask app; "
+        f"got {type(app).__name__} with server {type(server).__name__}"
+    )
 
 
 def _prefixes(app: Any) -> Prefixes:
@@ -128,29 +149,32 @@ def _prefixes(app: Any) -> Prefixes:
     return Prefixes(routes or "/", requests or routes or "/")
 
 
-def _template_folder(server: flask.Flask) -> Callable[[], str | None]:
-    """The app's own ``templates/`` folder, read when a page renders (an app may set it late)."""
-    return lambda: str(Path(server.root_path) / server.template_folder) if server.template_folder else None
+def _app_root(app: Any, server: Any) -> Path:
+    """The app's folder (beside its ``assets/``): where its ``templates/`` and ``instance/`` live."""
+    if isinstance(server, flask.Flask):
+        return Path(server.root_path)
+    assets = getattr(getattr(app, "config", None), "assets_folder", None)
+    return Path(assets).parent if assets else Path.cwd()
 
 
-def _title_getter(app: Any, server: flask.Flask) -> Callable[[], str]:
-    return lambda: str(getattr(app, "title", None) or server.name)
+def _template_folder(server: Any, root: Path) -> Callable[[], str | None]:
+    """The app's own ``templates/`` folder, read when a page renders (a Flask app may set it late)."""
+    if isinstance(server, flask.Flask):
+        return lambda: str(Path(server.root_path) / server.template_folder) if server.template_folder else None
+    return lambda: str(root / "templates")
 
 
-def _default_store_url(server: flask.Flask) -> str:
-    return "sqlite:///" + str(Path(server.instance_path) / DEFAULT_STORE_FILE)
-
-
-def _describe_store(url: str | None, server: flask.Flask) -> str:
-    return redact(url) if url else str(Path(server.instance_path) / DEFAULT_STORE_FILE)
+def _title_getter(app: Any, server: Any) -> Callable[[], str]:
+    return lambda: str(getattr(app, "title", None) or getattr(server, "name", None) or "Dash")
 
 
 def _add_session_script(app: Any, prefixes: Prefixes) -> None:
-    """Make the Dash page reload into sign-in when a callback answers 401 (session ended)."""
+    """Make the Dash page go to sign-in when its session ends: a callback answering 401 over HTTP,
+    or the WebSocket closed because the session ended."""
     original = app.interpolate_index
 
     def interpolate_index(**kwargs: Any) -> str:
-        src = flask.request.script_root + prefixes.requests + "_dash-auth/static/session.js"
+        src = viewer_module.current_script_root() + prefixes.requests + "_dash-auth/static/session.js"
         kwargs["scripts"] = kwargs.get("scripts", "") + f'\n<script src="{src}"></script>'
         return original(**kwargs)
 

@@ -17,14 +17,13 @@ from typing import Any, Iterable, Mapping
 from flask.testing import FlaskClient
 
 from .connectors.base import Identity
-from .install import EXTENSION
+from .install import installed_on
 from .protection import Protection
 from .session import COOKIE_NAME
 
 
 def _protection(app: Any) -> Protection:
-    server = getattr(app, "server", app)
-    protection = server.extensions.get(EXTENSION)
+    protection = installed_on(getattr(app, "server", app))
     if protection is None:
         raise RuntimeError("the app is not protected: set DASH_AUTH_CONNECTOR or call protect(app) first")
     return protection

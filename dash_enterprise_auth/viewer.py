@@ -46,18 +46,25 @@ class Viewer:
 
 @dataclass(frozen=True)
 class Seen:
-    """What the guard found for the request being served: its app's protection and viewer."""
+    """What the guard found for the request being served: its app's protection and viewer, and
+    where the server is mounted (for URLs the page needs)."""
 
     protection: "Protection"
     viewer: Viewer | None
+    script_root: str = ""
 
 
 _seen: ContextVar[Seen | None] = ContextVar("dash_enterprise_auth_viewer", default=None)
 
 
-def see(protection: "Protection", viewer: Viewer | None) -> Token:
+def see(protection: "Protection", viewer: Viewer | None, script_root: str = "") -> Token:
     """Record the viewer of the request the caller is serving; reset with :func:`forget`."""
-    return _seen.set(Seen(protection, viewer))
+    return _seen.set(Seen(protection, viewer, script_root))
+
+
+def current_script_root() -> str:
+    seen = _seen.get()
+    return seen.script_root if seen is not None else ""
 
 
 def forget(token: Token) -> None:

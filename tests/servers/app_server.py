@@ -58,8 +58,10 @@ def start_app(
     cwd: Path = ROOT,
     ready_path: str = "/_dash-auth/health",
     port: int | None = None,
+    server: str = "gunicorn",
 ) -> RunningApp:
-    """Start ``gunicorn target`` (``module:variable``) with ``env`` on top of os.environ.
+    """Start ``target`` (``module:variable``) with ``env`` on top of os.environ, under
+    ``server``: gunicorn (WSGI: Flask), uvicorn or hypercorn (ASGI: FastAPI, Quart).
 
     ``port`` is for apps whose URL must be known before they start (registered at an
     identity provider). Returns once ``ready_path`` answers, or raises with the server's log.
@@ -67,9 +69,13 @@ def start_app(
     port = port or free_port()
     full_env = {**os.environ, **env, "PYTHONUNBUFFERED": "1"}
     log = open(log_path, "wb")
+    command = {
+        "gunicorn": ["gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", str(workers), "--timeout", "60"],
+        "uvicorn": ["uvicorn", "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)],
+        "hypercorn": ["hypercorn", "--bind", f"127.0.0.1:{port}", "--workers", str(workers)],
+    }[server]
     process = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}",
-         "--workers", str(workers), "--timeout", "60", target],
+        [sys.executable, "-m", *command, target],
         cwd=cwd, env=full_env, stdout=log, stderr=subprocess.STDOUT,
     )
     app = RunningApp(f"http://127.0.0.1:{port}", process, Path(log_path))

@@ -1,0 +1,268 @@
+"""The ASGI adapter: one middleware that guards a FastAPI- or Quart-backed Dash app (Dash >= 4.2).
+
+It sits in front of everything the server answers (Dash's routes, ``/assets/``,
+page paths, routes the app adds, ``hooks.route`` routes, the MCP endpoint and
+WebSockets), because Dash's own request hooks cannot answer a request and do
+not run for most of those. For each HTTP request it asks the guard, answers
+refusals and the package's routes itself, and lets the rest through with the
+viewer in the ``contextvars`` variable that Dash copies into every callback.
+
+Anything that can block (the session store, a connector talking to its
+provider, Argon2, python3-saml) runs on a thread pool, so a slow sign-in never
+holds the event loop: the guard's quick store checks and the sign-in routes
+have pools of their own, so sign-ins waiting on a provider cannot starve page
+loads. No policy lives here.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Awaitable, Callable, MutableMapping
+
+from werkzeug.datastructures import Headers
+from werkzeug.http import parse_cookie
+
+from . import routes
+from .errors import AuthenticationError, ServiceUnavailable
+from .guard import Admit, answer_failure, check, is_package_route
+from .protection import Protection
+from .viewer import Viewer, forget, see
+from .web import Answer, Request, parse_form
+
+log = logging.getLogger("dash_enterprise_auth")
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+App = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+MAX_FORM_BYTES = 2 * 1024 * 1024  # a SAML response is tens of kilobytes; nothing of ours is larger
+SESSION_ENDED = 4001  # the close code after which Dash's WebSocket client does not reconnect
+
+_GUARD_POOL = ThreadPoolExecutor(max_workers=8, thread_name_prefix="dash-auth-guard")
+_SIGN_IN_POOL = ThreadPoolExecutor(max_workers=16, thread_name_prefix="dash-auth-sign-in")
+
+
+class GuardMiddleware:
+    def __init__(self, app: App, protection: Protection, proxy_hops: int = 0) -> None:
+        self.app = app
+        self.protection = protection
+        self.proxy_hops = proxy_hops
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            await self._http(trust_proxies(scope, self.proxy_hops), receive, send)
+        elif scope["type"] == "websocket":
+            await self._websocket(trust_proxies(scope, self.proxy_hops), receive, send)
+        else:  # lifespan
+            await self.app(scope, receive, send)
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        request = plain_request(scope)
+        outcome = await _in_pool(_GUARD_POOL, check, self.protection, request)
+        if isinstance(outcome, Answer):
+            return await send_answer(outcome, send)
+        token = see(self.protection, outcome.viewer, request.script_root)
+        try:
+            if is_package_route(self.protection, request):
+                return await self._package_route(request, outcome, receive, send)
+            await self.app(scope, receive, _with_cookies(send, outcome.cookies))
+        finally:
+            forget(token)
+
+    async def _package_route(self, request: Request, outcome: Admit, receive: Receive, send: Send) -> None:
+        if request.method == "POST":
+            body = await _read_body(receive)
+            if body is None:
+                return await send_answer(Answer.json(413, {"error": "The request is too large."}), send)
+            request.form = parse_form(body)
+        answer = await _in_pool(_SIGN_IN_POOL, routes.handle, self.protection, request, outcome.viewer)
+        await send_answer(answer, send)
+
+    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The handshake needs a live session; every message after it is checked again, so a
+        session that ends (logout elsewhere, revocation, expiry) ends the socket with it."""
+        request = plain_request(scope)
+        outcome = await _in_pool(_GUARD_POOL, check, self.protection, request)
+        if isinstance(outcome, Answer):
+            return await _refuse_handshake(scope, outcome, send)
+        watch = _SessionWatch(self.protection, request, outcome, send)
+        token = see(self.protection, outcome.viewer, request.script_root)
+        try:
+            await self.app(scope, watch.receive(receive), watch.send)
+        finally:
+            forget(token)
+
+
+class _SessionWatch:
+    """Re-checks the session of a WebSocket at each message from the browser."""
+
+    def __init__(self, protection: Protection, request: Request, outcome: Admit, send: Send) -> None:
+        self.protection = protection
+        self.request = request
+        self.signed_in = outcome.viewer is not None and outcome.viewer.record is not None
+        self._send = send
+        self.closed = False
+
+    def receive(self, receive: Receive) -> Receive:
+        async def checked() -> Message:
+            message = await receive()
+            if message["type"] != "websocket.receive" or not self.signed_in:
+                return message
+            ended, viewer = await _in_pool(_GUARD_POOL, self._check)
+            if ended is None:
+                see(self.protection, viewer, self.request.script_root)  # fresher user data for what follows
+                return message
+            self.closed = True
+            await self._send({"type": "websocket.close", "code": SESSION_ENDED, "reason": ended})
+            return {"type": "websocket.disconnect", "code": SESSION_ENDED}
+        return checked
+
+    def _check(self) -> tuple[str | None, Viewer | None]:
+        """(None, the viewer) while the session lives; else (why it ended, None)."""
+        try:
+            outcome = check(self.protection, self.request)
+        except ServiceUnavailable:
+            return "the session store is unavailable", None
+        if isinstance(outcome, Answer) or outcome.viewer is None:
+            return "the session has ended", None
+        return None, outcome.viewer
+
+    async def send(self, message: Message) -> None:
+        if not self.closed:  # after our close, the app's late answers have nowhere to go
+            await self._send(message)
+
+
+def install(server: Any, protection: Protection, proxy_hops: int) -> None:
+    """Put the guard in front of a FastAPI or Quart server, in place (servers load it once)."""
+    if hasattr(server, "build_middleware_stack"):  # FastAPI/Starlette: outermost, whenever installed
+        build = server.build_middleware_stack
+        server.build_middleware_stack = lambda: GuardMiddleware(build(), protection, proxy_hops)
+
+        async def starlette_failure(request: Any, exc: AuthenticationError) -> Any:
+            from starlette.responses import Response
+
+            answer = answer_failure(protection, plain_request(request.scope), exc)
+            return Response(answer.body, answer.status, headers=_header_dict(answer))
+
+        server.add_exception_handler(AuthenticationError, starlette_failure)
+    else:  # Quart
+        server.asgi_app = GuardMiddleware(server.asgi_app, protection, proxy_hops)
+
+        async def quart_failure(exc: AuthenticationError) -> Any:
+            import quart
+
+            answer = answer_failure(protection, plain_request(quart.request.scope), exc)
+            return quart.Response(answer.body, answer.status, headers=list(answer.headers.items()))
+
+        server.register_error_handler(AuthenticationError, quart_failure)
+
+
+# -- translation --------------------------------------------------------------------------------
+
+def plain_request(scope: Scope) -> Request:
+    headers = Headers([(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope.get("headers", ())])
+    root = scope.get("root_path", "") or ""
+    path = scope.get("path", "/")
+    if root and path.startswith(root):
+        path = path[len(root):] or "/"
+    client = scope.get("client")
+    scheme = scope.get("scheme") or ("ws" if scope["type"] == "websocket" else "http")
+    server = scope.get("server")
+    host = headers.get("Host") or (f"{server[0]}:{server[1]}" if server else "localhost")
+    return Request(
+        method=scope.get("method", "GET"), path=path,
+        query_string=scope.get("query_string", b"").decode("latin-1"),
+        headers=headers, cookies=parse_cookie(headers.get("Cookie", "")),
+        client=client[0] if client else "", scheme=scheme, host=host, script_root=root,
+    )
+
+
+async def send_answer(answer: Answer, send: Send) -> None:
+    headers = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in answer.headers.items()]
+    headers.append((b"content-length", str(len(answer.body)).encode()))
+    await send({"type": "http.response.start", "status": answer.status, "headers": headers})
+    await send({"type": "http.response.body", "body": answer.body})
+
+
+def trust_proxies(scope: Scope, hops: int) -> Scope:
+    """``X-Forwarded-For/-Proto/-Host/-Prefix`` as set by ``hops`` trusted reverse proxies, applied
+    to the scope the app sees too (what werkzeug's ProxyFix does for the Flask backend)."""
+    if hops <= 0:
+        return scope
+    headers = Headers([(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope.get("headers", ())])
+
+    def trusted(name: str) -> str | None:
+        values = [v.strip() for v in ",".join(headers.getlist(name)).split(",") if v.strip()]
+        return values[-hops] if len(values) >= hops else None
+
+    scope = dict(scope)
+    client, proto = trusted("X-Forwarded-For"), trusted("X-Forwarded-Proto")
+    host, prefix = trusted("X-Forwarded-Host"), trusted("X-Forwarded-Prefix")
+    if client:
+        scope["client"] = (client, 0)
+    if proto:
+        secure = proto.lower() == "https"
+        scope["scheme"] = ("wss" if secure else "ws") if scope["type"] == "websocket" else proto.lower()
+    if host:
+        scope["headers"] = [(k, v) for k, v in scope["headers"] if k.lower() != b"host"] + [
+            (b"host", host.encode("latin-1"))]
+    if prefix:
+        prefix = "/" + prefix.strip("/")
+        scope["root_path"] = prefix + scope.get("root_path", "")
+        scope["path"] = prefix + scope["path"]
+    return scope
+
+
+async def _in_pool(pool: ThreadPoolExecutor, func: Callable[..., Any], *args: Any) -> Any:
+    return await asyncio.get_running_loop().run_in_executor(pool, lambda: func(*args))
+
+
+async def _read_body(receive: Receive) -> bytes | None:
+    """The request body, or None when it is larger than any form of ours."""
+    chunks, size, more = [], 0, True
+    while more:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return b""
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > MAX_FORM_BYTES:
+            return None
+        chunks.append(chunk)
+        more = message.get("more_body", False)
+    return b"".join(chunks)
+
+
+def _with_cookies(send: Send, cookies: list[str]) -> Send:
+    if not cookies:
+        return send
+
+    async def sending(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            message = {**message, "headers": [*message.get("headers", ()),
+                                              *((b"set-cookie", c.encode("latin-1")) for c in cookies)]}
+        await send(message)
+    return sending
+
+
+async def _refuse_handshake(scope: Scope, answer: Answer, send: Send) -> None:
+    """A refused WebSocket gets the guard's HTTP answer where the server can send one (401, 403,
+    503), else a close before accept, which the server turns into a 403."""
+    if "websocket.http.response" in scope.get("extensions", {}):
+        headers = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in answer.headers.items()]
+        await send({"type": "websocket.http.response.start", "status": answer.status, "headers": headers})
+        await send({"type": "websocket.http.response.body", "body": answer.body})
+    else:
+        await send({"type": "websocket.close", "code": 1008})
+
+
+def _header_dict(answer: Answer) -> Any:
+    from starlette.datastructures import MutableHeaders
+
+    headers = MutableHeaders()
+    for name, value in answer.headers.items():
+        headers.append(name, value)
+    return headers
