@@ -18,6 +18,7 @@ from . import asgi, flask_adapter
 from . import viewer as viewer_module
 from .config import CONNECTOR, CORE_OPTIONS, DEFAULT_STORE_FILE, PRIVACY, CoreConfig
 from .connectors import Connector, available, connector_class
+from .connectors.base import ProviderSharing
 from .errors import ConfigurationError
 from .pages import Pages
 from .protection import Protection
@@ -106,7 +107,7 @@ def load_configuration(overrides: Mapping[str, Any] | None = None) -> tuple[Core
         if not name:
             raise ConfigurationError("DASH_AUTH_CONNECTOR is not set: use one of " + ", ".join(sorted(available())))
         connector = connector_class(name).from_settings(settings)
-    imposed = connector.privacy_level()
+    imposed = connector.privacy_level() if isinstance(connector, ProviderSharing) else None
     if imposed is not None and settings.is_set(PRIVACY):
         raise ConfigurationError(f"DASH_AUTH_PRIVACY is not used with the {connector.name} connector, whose own "
                                  f"settings decide who may view the app (here: {imposed}): unset it")

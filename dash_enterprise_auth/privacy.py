@@ -12,7 +12,7 @@ from typing import Iterable
 from werkzeug.routing import Map, Rule
 from werkzeug.exceptions import HTTPException
 
-from .connectors.base import Identity
+from .identity import Identity
 
 PACKAGE_ROUTES = "/_dash-auth/"
 

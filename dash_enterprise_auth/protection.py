@@ -15,6 +15,7 @@ from typing import Any, Callable, Mapping
 from .audit import audit
 from .config import CoreConfig
 from .connectors import Connector, Identity, PasswordConnector
+from .connectors.base import ProviderSharing
 from .errors import AuthenticationError, InvalidCredentials
 from .kerberos import Kerberos
 from .origin import FormToken
@@ -67,8 +68,8 @@ class Protection:
             config.krb5_realm, config.secret_key, keytab=config.krb5_keytab, timeout=Kerberos.timeout_of(connector),
             service_principal=config.krb5_service_principal, delegate_to=config.krb5_delegate_to,
         ) if config.krb5_realm else None
-        self.share_links = ShareLinks(connector.admits_share_key, config.secret_key, config.max_age,
-                                      self.cookie_path)
+        admits = connector.admits_share_key if isinstance(connector, ProviderSharing) else (lambda key: False)
+        self.share_links = ShareLinks(admits, config.secret_key, config.max_age, self.cookie_path)
         self.policy = Policy.build(
             config.privacy, config.allowed_users, config.allowed_groups, config.public_paths, prefixes.routes
         )

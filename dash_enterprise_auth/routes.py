@@ -12,6 +12,7 @@ from typing import Callable
 
 from . import round_trip
 from .audit import audit
+from .connectors.base import ServiceMetadata, SingleLogout
 from .errors import AuthenticationError, ServiceUnavailable
 from .origin import is_cross_site, is_same_origin_navigation
 from .pages import api_error
@@ -121,14 +122,14 @@ def login(protection: Protection, request: Request, viewer: Viewer | None) -> An
 
 def metadata(protection: Protection, request: Request, viewer: Viewer | None) -> Answer:
     """The app as the provider must know it (SAML SP metadata), for the IdP's admin."""
-    callback = request.host_url.rstrip("/") + protection.prefixes.package_url(
-        request, f"callback/{protection.connector.name}")
+    connector = protection.connector
+    if not isinstance(connector, ServiceMetadata):
+        return protection.pages.problem(request, 404, "This app's sign-in has no metadata document.", "Not found")
+    callback = request.host_url.rstrip("/") + protection.prefixes.package_url(request, f"callback/{connector.name}")
     try:
-        document = protection.connector.metadata_document(callback)
+        document = connector.metadata_document(callback)
     except ServiceUnavailable as exc:
         return unavailable(protection, request, exc)
-    if document is None:
-        return protection.pages.problem(request, 404, "This app's sign-in has no metadata document.", "Not found")
     answer = Answer(200, document.encode())
     answer.headers["Content-Type"] = "application/samlmetadata+xml"
     return answer
@@ -137,7 +138,7 @@ def metadata(protection: Protection, request: Request, viewer: Viewer | None) ->
 def single_logout(protection: Protection, request: Request, viewer: Viewer | None) -> Answer:
     """SAML single logout: the IdP's answer to our logout, or its request to end sessions here."""
     connector = protection.connector
-    if not hasattr(connector, "single_logout"):
+    if not isinstance(connector, SingleLogout):
         return protection.pages.problem(request, 404, "This app's sign-in has no single logout.", "Not found")
     signed_out = protection.prefixes.package_url(request, "signed-out")
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from itsdangerous import BadSignature, Signer
 
-from .connectors.base import Identity
+from .identity import Identity
 from .errors import SessionEnded
 from .settings import Secret
 from .stores import SessionRecord, SessionStore

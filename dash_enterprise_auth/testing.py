@@ -16,7 +16,7 @@ from typing import Any, Iterable, Mapping
 
 from flask.testing import FlaskClient
 
-from .connectors.base import Identity
+from .identity import Identity
 from .install import installed_on
 from .protection import Protection
 from .session import COOKIE_NAME

@@ -15,7 +15,7 @@ from contextvars import ContextVar, Token
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .connectors.base import Identity
+from .identity import Identity
 from .stores import SessionRecord
 
 if TYPE_CHECKING:

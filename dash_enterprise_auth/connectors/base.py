@@ -4,7 +4,9 @@ A connector knows one protocol and nothing of Flask, Dash or sessions. It
 gets plain values and returns an :class:`Identity`, or raises an
 ``AuthenticationError`` subclass whose ``user_message`` can be shown as is.
 
-Two shapes:
+Two shapes, and optional capabilities the core looks for (:class:`ProviderSharing`,
+:class:`ServiceMetadata`, :class:`SingleLogout`) rather than hooks every connector
+inherits:
 
 * :class:`PasswordConnector` checks a username and password. The core offers
   it through the sign-in form and through HTTP Basic ``Authorization``
@@ -17,78 +19,15 @@ Two shapes:
 """
 from __future__ import annotations
 
-import hashlib
-import json
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Mapping, Sequence
+from typing import Any, Callable, ClassVar, Mapping, Protocol, Sequence, runtime_checkable
 
+from ..identity import Identity, logout_id
 from ..settings import Option, Settings
 
-
-@dataclass(frozen=True)
-class Identity:
-    """Who signed in, as the identity provider says. JSON-safe.
-
-    ``groups`` are names for people (``analysts``); ``group_ids`` are the same
-    groups' unambiguous identifiers where the provider has them (LDAP DNs), so
-    an operator can allow a group by either. ``private`` is the connector's own
-    data kept with the session (an ID token for the provider's logout, a token
-    to revoke); it never reaches the app, ``get_user_data()`` or hooks.
-    ``logout_ids`` are the names under which the provider may later ask to end
-    this sign-in (SAML NameID and SessionIndex, made with :func:`logout_id`);
-    the session store indexes sessions by them.
-    """
-
-    username: str
-    email: str | None = None
-    display_name: str | None = None
-    groups: tuple[str, ...] = ()
-    group_ids: tuple[str, ...] = ()
-    attributes: Mapping[str, Any] = field(default_factory=dict)
-    connector: str = ""
-    private: Mapping[str, Any] = field(default_factory=dict, repr=False)
-    logout_ids: tuple[str, ...] = ()
-
-    def public_dict(self) -> dict[str, Any]:
-        """What app code may see (``is_authorized_hook``): everything but ``private``."""
-        data = self.to_dict()
-        del data["private"], data["logout_ids"]
-        return data
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "username": self.username,
-            "email": self.email,
-            "display_name": self.display_name,
-            "groups": list(self.groups),
-            "group_ids": list(self.group_ids),
-            "attributes": dict(self.attributes),
-            "connector": self.connector,
-            "private": dict(self.private),
-            "logout_ids": list(self.logout_ids),
-        }
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "Identity":
-        return cls(
-            username=str(data["username"]),
-            email=data.get("email"),
-            display_name=data.get("display_name"),
-            groups=tuple(str(g) for g in data.get("groups") or ()),
-            group_ids=tuple(str(g) for g in data.get("group_ids") or ()),
-            attributes=dict(data.get("attributes") or {}),
-            connector=str(data.get("connector") or ""),
-            private=dict(data.get("private") or {}),
-            logout_ids=tuple(str(i) for i in data.get("logout_ids") or ()),
-        )
-
-
-def logout_id(connector: str, *names: str) -> str:
-    """A session index entry for ``names`` (a NameID, a SessionIndex), hashed so the store holds
-    no provider identifiers and any value is a safe key."""
-    digest = hashlib.sha256(json.dumps([connector, *names]).encode()).hexdigest()
-    return f"{connector}:{digest}"
+__all__ = ["Connector", "Finding", "Identity", "PasswordConnector", "ProviderRequest", "ProviderSharing",
+           "Redirect", "RedirectConnector", "ServiceMetadata", "SingleLogout", "logout_id"]
 
 
 @dataclass(frozen=True)
@@ -110,25 +49,12 @@ class Connector(ABC):
     def from_settings(cls, settings: Settings) -> "Connector":
         """Build from settings; raise ConfigurationError at start-up on a bad value."""
 
-    def privacy_level(self) -> str | None:
-        """A privacy level this connector's own settings impose (Plotly's sharing), or None
-        for DASH_AUTH_PRIVACY."""
-        return None
-
-    def admits_share_key(self, share_key: str) -> bool:
-        """Whether a secret link's ``share_key`` lets a visitor in without signing in."""
-        return False
-
     def sign_out(self, identity: Identity) -> None:
         """At logout, after the session ended: revoke what the provider handed out (best effort)."""
 
     def logout_url(self, identity: Identity, return_to: str) -> str | None:
         """Where to send the browser (``return_to`` is the absolute signed-out URL) to end
         the provider's session too, if anywhere."""
-        return None
-
-    def metadata_document(self, callback_url: str) -> str | None:
-        """An XML document that describes the app to the provider (SAML SP metadata), or None."""
         return None
 
     def ping(self) -> None:
@@ -196,3 +122,33 @@ class RedirectConnector(Connector):
     def complete(self, request: ProviderRequest, pending: Mapping[str, Any]) -> Identity:
         """The identity from the provider's answer, checked against ``pending``; raise an
         AuthenticationError (never anything else) for any answer that is not a valid sign-in."""
+
+
+# -- optional capabilities ---------------------------------------------------------------------
+
+@runtime_checkable
+class ProviderSharing(Protocol):
+    """The provider decides who may view the app (Plotly's sharing): the connector imposes the
+    privacy level (``DASH_AUTH_PRIVACY`` is then refused) and may admit secret links."""
+
+    def privacy_level(self) -> str:
+        """``unauthorized`` or ``authorized``: the level the connector's own settings impose."""
+
+    def admits_share_key(self, share_key: str) -> bool:
+        """Whether a secret link's ``share_key`` lets a visitor in without signing in."""
+
+
+@runtime_checkable
+class ServiceMetadata(Protocol):
+    """The provider's admin needs a document describing the app (SAML SP metadata), served at
+    ``/_dash-auth/saml/metadata``."""
+
+    def metadata_document(self, callback_url: str) -> str: ...
+
+
+@runtime_checkable
+class SingleLogout(Protocol):
+    """The provider takes part in logout through ``/_dash-auth/saml/sls``: its answers to our
+    logout, and its own requests to end sessions here (``end_sessions(name, logout_ids)``)."""
+
+    def single_logout(self, request: ProviderRequest, end_sessions: Callable[[str, list[str]], None]) -> str: ...

@@ -11,7 +11,7 @@ from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Hashable
 
-from ..connectors.base import Identity
+from ..identity import Identity
 
 # Parsed records by their stored form, so a request whose record did not change
 # since the last one skips the parse. Bounded; cleared whole when full.
