@@ -40,6 +40,9 @@ App = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 MAX_FORM_BYTES = 2 * 1024 * 1024  # a SAML response is tens of kilobytes; nothing of ours is larger
 SESSION_ENDED = 4001  # the close code after which Dash's WebSocket client does not reconnect
+# What Dash's worker sends every 30 s on its own: no sign of a person, so it neither needs a
+# session check nor may keep the session's idle timer going.
+HEARTBEAT = '{"type":"heartbeat"}'
 
 _GUARD_POOL = ThreadPoolExecutor(max_workers=8, thread_name_prefix="dash-auth-guard")
 _SIGN_IN_POOL = ThreadPoolExecutor(max_workers=16, thread_name_prefix="dash-auth-sign-in")
@@ -109,7 +112,7 @@ class _SessionWatch:
     def receive(self, receive: Receive) -> Receive:
         async def checked() -> Message:
             message = await receive()
-            if message["type"] != "websocket.receive" or not self.signed_in:
+            if message["type"] != "websocket.receive" or not self.signed_in or message.get("text") == HEARTBEAT:
                 return message
             ended, viewer = await _in_pool(_GUARD_POOL, self._check)
             if ended is None:

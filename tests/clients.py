@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+from types import SimpleNamespace
 from typing import Any
+from urllib.parse import quote, urlencode
 
 import flask
 import pytest
@@ -37,7 +39,12 @@ class Answer:
         return self.data.decode() if as_text else self.data
 
     def get_json(self) -> Any:
-        return json.loads(self.data) if self.headers.get("Content-Type", "").startswith("application/json") else None
+        """The body as JSON, or None (Dash's FastAPI backend sends callback answers without a
+        Content-Type, so the body decides)."""
+        try:
+            return json.loads(self.data)
+        except ValueError:
+            return None
 
     @property
     def text(self) -> str:
@@ -59,7 +66,9 @@ class _StarletteClient:
 
         self.client = TestClient(server, base_url="http://localhost", follow_redirects=False)
 
-    def open(self, method: str, path: str, *, data: Any = None, json: Any = None, headers: Any = None) -> Answer:
+    def open(self, method: str, path: str, *, data: Any = None, json: Any = None, headers: Any = None,
+             query_string: Any = None) -> Answer:
+        path += "?" + urlencode(query_string) if query_string else ""
         response = self.client.request(method, path, data=data, json=json, headers=headers)
         return Answer(response.status_code, Headers(response.headers.multi_items()), response.content)
 
@@ -70,7 +79,14 @@ class _StarletteClient:
         return self.open("POST", path, **kwargs)
 
     def set_cookie(self, name: str, value: str, path: str = "/") -> None:
-        self.client.cookies.set(name, value, path=path)
+        for cookie in [c for c in self.client.cookies.jar if c.name == name]:  # replace, as Flask's client does
+            self.client.cookies.jar.clear(cookie.domain, cookie.path, cookie.name)
+        self.client.cookies.set(name, value if value.isascii() else quote(value),  # httpx sends ASCII only
+                                domain="localhost.local", path=path)  # cookielib names the host so
+
+    def get_cookie(self, name: str) -> Any:
+        value = self.client.cookies.get(name)
+        return SimpleNamespace(value=value) if value is not None else None
 
 
 class _QuartClient:
@@ -78,10 +94,12 @@ class _QuartClient:
         self.client = server.test_client()
         self.loop = asyncio.new_event_loop()
 
-    def open(self, method: str, path: str, *, data: Any = None, json: Any = None, headers: Any = None) -> Answer:
+    def open(self, method: str, path: str, *, data: Any = None, json: Any = None, headers: Any = None,
+             query_string: Any = None) -> Answer:
         async def call() -> Answer:
             body = {"form": data} if data is not None else {"json": json} if json is not None else {}
-            response = await self.client.open(path, method=method, headers=headers, **body)
+            response = await self.client.open(path, method=method, headers=headers, query_string=query_string,
+                                              **body)
             return Answer(response.status_code, Headers(list(response.headers.items())), await response.get_data())
         return self.loop.run_until_complete(call())
 
@@ -93,3 +111,7 @@ class _QuartClient:
 
     def set_cookie(self, name: str, value: str, path: str = "/") -> None:
         self.client.set_cookie("localhost", name, value, path=path)
+
+    def get_cookie(self, name: str) -> Any:
+        value = next((c.value for c in self.client.cookie_jar if c.name == name), None)
+        return SimpleNamespace(value=value) if value is not None else None

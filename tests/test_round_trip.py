@@ -5,6 +5,9 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
+from dash_enterprise_auth.install import installed_on
+
+from .clients import client_of, make_app_on_every_backend  # noqa: F401  (a fixture: every test on every backend)
 from .conftest import UPDATE_GREETING
 from .round_trip_connector import PROVIDER, RoundTripConnector
 
@@ -38,7 +41,7 @@ def signed_in(client):
 
 
 def test_page_load_goes_to_the_provider_and_back_to_the_page(app, connector):
-    client = app.server.test_client()
+    client = client_of(app)
     first = client.get("/", headers={"Accept": "text/html"})
     assert first.headers["Location"] == "/_dash-auth/login?next=/"
     params = go_to_provider(client)
@@ -49,10 +52,10 @@ def test_page_load_goes_to_the_provider_and_back_to_the_page(app, connector):
 
 
 def test_state_is_single_use(app):
-    client = app.server.test_client()
+    client = client_of(app)
     params = go_to_provider(client)
     assert come_back(client, params).status_code == 302
-    replay = app.server.test_client()
+    replay = client_of(app)
     replay.set_cookie("dash-auth-state", params["state"])
     response = come_back(replay, params)
     assert response.status_code == 400 and b"expired or was already used" in response.data
@@ -61,22 +64,22 @@ def test_state_is_single_use(app):
 
 @pytest.mark.parametrize("state", ["", "made-up", "x" * 1000])
 def test_missing_or_unknown_state_is_refused(app, state):
-    client = app.server.test_client()
+    client = client_of(app)
     params = go_to_provider(client)
     response = come_back(client, {**params, "state": state})
     assert response.status_code == 400 and not signed_in(client)
 
 
 def test_callback_in_another_browser_is_refused(app):
-    params = go_to_provider(app.server.test_client())
-    other = app.server.test_client()  # never started a sign-in: no state cookie
+    params = go_to_provider(client_of(app))
+    other = client_of(app)  # never started a sign-in: no state cookie
     response = come_back(other, params)
     assert response.status_code == 400 and b"another browser" in response.data
     assert not signed_in(other)
 
 
 def test_provider_error_is_a_refusal_page_with_a_way_to_retry(app):
-    client = app.server.test_client()
+    client = client_of(app)
     params = go_to_provider(client)
     response = come_back(client, params, error="access_denied")
     assert response.status_code == 401 and b"access_denied" in response.data and b"Try again" in response.data
@@ -84,7 +87,7 @@ def test_provider_error_is_a_refusal_page_with_a_way_to_retry(app):
 
 
 def test_code_for_another_sign_in_is_refused(app):
-    client = app.server.test_client()
+    client = client_of(app)
     params = go_to_provider(client)
     response = come_back(client, {**params, "nonce": "not-this-one"})
     assert response.status_code == 401 and not signed_in(client)
@@ -92,7 +95,7 @@ def test_code_for_another_sign_in_is_refused(app):
 
 def test_connector_bug_refuses_the_sign_in_without_a_500(make_app):
     app = make_app(connector=RoundTripConnector(crash=True))
-    client = app.server.test_client()
+    client = client_of(app)
     response = come_back(client, go_to_provider(client))
     assert response.status_code == 401 and b"could not be processed" in response.data
     assert not signed_in(client)
@@ -100,14 +103,14 @@ def test_connector_bug_refuses_the_sign_in_without_a_500(make_app):
 
 def test_connector_bug_when_starting_a_sign_in_is_the_outage_page_not_a_500(make_app):
     app = make_app(connector=RoundTripConnector(crash_at_login=True))
-    response = app.server.test_client().get("/_dash-auth/login?next=/", headers={"Accept": "text/html"})
+    response = client_of(app).get("/_dash-auth/login?next=/", headers={"Accept": "text/html"})
     assert response.status_code == 503 and b"unavailable" in response.data and b"Traceback" not in response.data
 
 
 def test_expired_round_trip_is_refused(app, monkeypatch):
     import time
 
-    client = app.server.test_client()
+    client = client_of(app)
     params = go_to_provider(client)
     later = time.time() + 601
     monkeypatch.setattr(time, "time", lambda: later)
@@ -115,23 +118,23 @@ def test_expired_round_trip_is_refused(app, monkeypatch):
 
 
 def test_next_from_the_round_trip_cannot_leave_the_site(app):
-    client = app.server.test_client()
+    client = client_of(app)
     params = go_to_provider(client, next_url="//evil.example")
     assert come_back(client, params).headers["Location"] == "/"
 
 
 def test_authorized_hooks_can_refuse_after_the_round_trip(app):
-    app.server.extensions["dash_enterprise_auth"].hooks.append(lambda data: data["username"] != "mallory")
-    client = app.server.test_client()
+    installed_on(app.server).hooks.append(lambda data: data["username"] != "mallory")
+    client = client_of(app)
     response = come_back(client, go_to_provider(client), user="mallory")
     assert response.status_code == 401 and b"not allowed to use this app" in response.data
     assert not signed_in(client)
 
 
 def test_password_form_is_not_offered_by_redirect_connectors(app):
-    response = app.server.test_client().post("/_dash-auth/login", data={"username": "a", "password": "b"})
+    response = client_of(app).post("/_dash-auth/login", data={"username": "a", "password": "b"})
     assert response.status_code == 405
 
 
 def test_callback_of_another_connector_is_404(app):
-    assert app.server.test_client().get("/_dash-auth/callback/saml").status_code == 404
+    assert client_of(app).get("/_dash-auth/callback/saml").status_code == 404

@@ -7,6 +7,7 @@ import pytest
 
 from dash_enterprise_auth.session import COOKIE_NAME
 
+from .clients import client_of, make_app_on_every_backend  # noqa: F401  (a fixture: every test on every backend)
 from .conftest import UPDATE_GREETING, sign_in
 
 
@@ -21,27 +22,27 @@ def greeting(client):
 
 def test_sign_in_issues_a_new_session_id_every_time(make_app):
     app = make_app()
-    client = app.server.test_client()
+    client = client_of(app)
     sign_in(client, "alice")
     first = cookie(client)
     sign_in(client, "alice")
     second = cookie(client)
     assert first and second and first != second
     # the session replaced at the second sign-in is over
-    other = app.server.test_client()
+    other = client_of(app)
     other.set_cookie(COOKIE_NAME, first)
     assert greeting(other).status_code == 401
 
 
 def test_cookie_is_httponly_samesite_lax_and_not_secure_over_http(make_app):
-    response = sign_in(make_app().server.test_client(), "alice")
+    response = sign_in(client_of(make_app()), "alice")
     header = response.headers["Set-Cookie"]
     assert "HttpOnly" in header and "SameSite=Lax" in header and "Secure" not in header
 
 
 def test_idle_timeout_ends_the_session(make_app, monkeypatch):
     app = make_app(session_idle_timeout=120)
-    client = app.server.test_client()
+    client = client_of(app)
     sign_in(client, "alice")
     assert greeting(client).status_code == 200
     later = time.time() + 121
@@ -51,7 +52,7 @@ def test_idle_timeout_ends_the_session(make_app, monkeypatch):
 
 def test_activity_keeps_the_session_alive_until_max_age(make_app, monkeypatch):
     app = make_app(session_idle_timeout=600, session_max_age=1500)
-    client = app.server.test_client()
+    client = client_of(app)
     sign_in(client, "alice")
     start = time.time()
     for minutes in (9, 18, 24):  # each request within the idle timeout of the previous
@@ -63,7 +64,7 @@ def test_activity_keeps_the_session_alive_until_max_age(make_app, monkeypatch):
 
 def test_tampered_cookie_is_no_session(make_app):
     app = make_app()
-    client = app.server.test_client()
+    client = client_of(app)
     sign_in(client, "alice")
     value = cookie(client)
     client.set_cookie(COOKIE_NAME, value[:-2] + ("AA" if not value.endswith("AA") else "BB"))
@@ -72,18 +73,18 @@ def test_tampered_cookie_is_no_session(make_app):
 
 def test_cookie_signed_with_another_key_is_no_session(make_app, tmp_path):
     first = make_app()
-    client = first.server.test_client()
+    client = client_of(first)
     sign_in(client, "alice")
     stolen = cookie(client)
     second = make_app(secret_key="another-key-" + "z" * 40)
-    other = second.server.test_client()
+    other = client_of(second)
     other.set_cookie(COOKIE_NAME, stolen)
     assert greeting(other).status_code == 401
 
 
 @pytest.mark.parametrize("value", ["x" * 5000, "\x00\x01garbage", "a.b.c", "💥", ""])
 def test_garbage_and_oversized_cookies_are_no_session_and_no_500(make_app, value):
-    client = make_app().server.test_client()
+    client = client_of(make_app())
     client.set_cookie(COOKIE_NAME, value)
     assert greeting(client).status_code == 401
     assert client.get("/", headers={"Accept": "text/html"}).status_code == 302
@@ -91,9 +92,9 @@ def test_garbage_and_oversized_cookies_are_no_session_and_no_500(make_app, value
 
 def test_logout_ends_the_session_for_every_copy_of_the_cookie(make_app):
     app = make_app()
-    client = app.server.test_client()
+    client = client_of(app)
     sign_in(client, "alice")
-    copy = app.server.test_client()
+    copy = client_of(app)
     copy.set_cookie(COOKIE_NAME, cookie(client))
     response = client.get("/_dash-auth/logout", headers={"Sec-Fetch-Site": "same-origin"})
     assert response.status_code == 302 and response.headers["Location"] == "/_dash-auth/signed-out"
@@ -101,9 +102,10 @@ def test_logout_ends_the_session_for_every_copy_of_the_cookie(make_app):
 
 
 def test_session_survives_a_restart_of_the_app(make_app):
-    client = make_app().server.test_client()
+    client = client_of(make_app())
     sign_in(client, "alice")
     restarted = make_app()  # same store file and key, new process state
-    again = restarted.server.test_client()
+    again = client_of(restarted)
     again.set_cookie(COOKIE_NAME, cookie(client))
     assert greeting(again).get_json()["response"]["greeting"]["children"] == "Hello alice"
+
