@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import sqlite3
 import threading
 import time
 from dataclasses import dataclass
@@ -47,6 +48,7 @@ def serve(backend: str, env: dict[str, str], log: Path, workers: int = 2) -> Run
 class Served:
     backend: str
     app: RunningApp
+    store: Path | None = None
 
     @property
     def url(self) -> str:
@@ -68,7 +70,7 @@ def served(request, tmp_path_factory) -> Iterator[Served]:
     folder = tmp_path_factory.mktemp(request.param)
     env = app_env(request.param, f"sqlite:///{folder}/sessions.sqlite3", secrets.token_urlsafe(48))
     app = serve(request.param, env, folder / "server.log")
-    yield Served(request.param, app)
+    yield Served(request.param, app, folder / "sessions.sqlite3")
     app.stop()
     assert_no_traceback(app.log())
 
@@ -231,6 +233,30 @@ def test_websocket_callbacks_run_as_the_viewer_until_the_session_ends(served):
         with pytest.raises(ConnectionClosed) as closed:
             ws_callback(socket, UPDATE_GREETING, "r1-3")
         assert closed.value.rcvd is not None and closed.value.rcvd.code == 4001
+
+
+@ASGI_ONLY
+def test_the_workers_heartbeat_does_not_keep_an_idle_session_alive(served):
+    """Dash's worker pings every 30 s while a tab is open: that is no sign of a person, so it must
+    not move the session's idle timer (a real callback does)."""
+    session = served.sign_in()
+    cookie = "; ".join(f"{k}={v}" for k, v in session.cookies.items())
+    an_hour_ago = time.time() - 3600
+
+    def last_seen() -> float:
+        with sqlite3.connect(served.store) as db:
+            rows = db.execute("SELECT json_extract(body, '$.last_seen') FROM sessions").fetchall()
+        return max(row[0] for row in rows)
+
+    with connect(ws_url(served), origin=served.url, additional_headers={"Cookie": cookie},
+                 open_timeout=15) as socket:
+        with sqlite3.connect(served.store) as db:  # every session was last seen an hour ago
+            db.execute("UPDATE sessions SET body = json_set(body, '$.last_seen', ?)", (an_hour_ago,))
+        socket.send('{"type":"heartbeat"}')
+        assert json.loads(socket.recv(timeout=15)) in ({"type": "heartbeat_ack"}, [{"type": "heartbeat_ack"}])
+        assert abs(last_seen() - an_hour_ago) < 1
+        ws_callback(socket, UPDATE_GREETING, "r1-1")
+        assert last_seen() > an_hour_ago + 3000
 
 
 # -- across backends and under load ---------------------------------------------------------------
