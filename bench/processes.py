@@ -74,6 +74,14 @@ def process_cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime
 
 
+def child_pids(pid: int) -> list[int]:
+    """The direct children of a process (a server's workers), from /proc; [] once it is gone."""
+    try:
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
 def cpu_starved() -> float | None:
     """Seconds since boot during which a runnable task waited for a CPU (Linux PSI)."""
     try:
