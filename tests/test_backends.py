@@ -143,6 +143,16 @@ def test_set_user_data_in_a_callback_is_kept_with_the_session(served):
     assert "Hello alice" in response_of(served.callback(session, UPDATE_GREETING))
 
 
+def test_sign_ins_and_refusals_reach_the_audit_trail(served):
+    served.sign_in()
+    requests.post(served.url + "/_dash-auth/login", data={"username": "alice", "password": "typo"},
+                  headers={"Sec-Fetch-Site": "same-origin"}, timeout=15)
+    events = [json.loads(line.split("dash_enterprise_auth.audit ", 1)[1])
+              for line in served.app.log().splitlines() if "dash_enterprise_auth.audit {" in line]
+    assert {"sign_in", "sign_in_failed"} <= {e["event"] for e in events}
+    assert all("typo" not in json.dumps(e) and "wonderland" not in json.dumps(e) for e in events)
+
+
 def test_someone_outside_the_allowed_groups_gets_403(served):
     session = served.sign_in("bob", "builder")
     page = session.get(served.url + "/", headers=NAVIGATE, timeout=15)

@@ -204,31 +204,31 @@ def test_bad_settings_stop_start_up(make_app, plotly, settings, message):
         make_app(**plotly_settings(plotly, **settings))
 
 
-def test_plotlyauth_from_dash_auth_1_maps_onto_the_connector(plotly, monkeypatch, secret_key):
+@pytest.fixture
+def plain_dash_app(plotly, monkeypatch, secret_key) -> dash.Dash:
+    """An app as dash-auth 1.x users wrote it: Plotly's server and API credentials in the environment."""
     monkeypatch.setenv("PLOTLY_DOMAIN", plotly.url)
     monkeypatch.setenv("PLOTLY_USERNAME", "alice")
     monkeypatch.setenv("PLOTLY_API_KEY", API_KEY)
     app = dash.Dash(__name__)
     app.server.secret_key = secret_key
     app.layout = dash.html.Div("hello")
-    plotly_auth = auth.PlotlyAuth(app, APP, "private", "https://apps.corp/sales")
+    return app
+
+
+def test_plotlyauth_from_dash_auth_1_maps_onto_the_connector(plain_dash_app):
+    plotly_auth = auth.PlotlyAuth(plain_dash_app, APP, "private", "https://apps.corp/sales")
     assert plotly_auth.protection.connector.name == "plotly"
     assert plotly_auth.protection.policy.level.value == "authorized"
-    browser = app.server.test_client()
+    browser = plain_dash_app.server.test_client()
     assert browser.get("/", headers=HTML).status_code == 302
     assert sign_in_at_plotly(browser, "bob", "bob-pw").status_code == 302
     assert browser.get("/", headers=HTML).status_code == 200
 
 
-def test_plotlyauth_public_still_asks_for_a_sign_in_as_dash_auth_1_did(plotly, monkeypatch, secret_key):
-    monkeypatch.setenv("PLOTLY_DOMAIN", plotly.url)
-    monkeypatch.setenv("PLOTLY_USERNAME", "alice")
-    monkeypatch.setenv("PLOTLY_API_KEY", API_KEY)
-    app = dash.Dash(__name__)
-    app.server.secret_key = secret_key
-    app.layout = dash.html.Div("hello")
-    auth.PlotlyAuth(app, APP, "public")
-    visitor = app.server.test_client()
+def test_plotlyauth_public_still_asks_for_a_sign_in_as_dash_auth_1_did(plain_dash_app):
+    auth.PlotlyAuth(plain_dash_app, APP, "public")
+    visitor = plain_dash_app.server.test_client()
     assert visitor.get("/", headers=HTML).status_code == 302
     assert sign_in_at_plotly(visitor, "carol", "carol-pw").status_code == 302
     assert visitor.get("/", headers=HTML).status_code == 200
