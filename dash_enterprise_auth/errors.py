@@ -80,3 +80,29 @@ class SessionEnded(AuthenticationError):
     the request is answered as one without a session."""
 
     default_message = "Not signed in, or the session has ended. Sign in again."
+
+
+class SignInExpired(AuthenticationError):
+    """A provider's answer whose single-use state is unknown, used or expired."""
+
+    status = 400
+    default_message = "This sign-in has expired or was already used. Please sign in again."
+
+
+class WrongBrowser(AuthenticationError):
+    """A provider's answer reaching a browser other than the one that started the sign-in."""
+
+    status = 400
+    default_message = ("This sign-in was started in another browser or tab. Please sign in again from "
+                       "this window.")
+
+
+class Replayed(AuthenticationError):
+    """A one-time answer (a SAML assertion) used a second time."""
+
+    status = 400
+    default_message = "This sign-in answer was used before. Please sign in again."
+
+
+class KerberosTicketUnavailable(RuntimeError):
+    """No Kerberos ticket exists for this viewer's sign-in, or it has expired."""

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
-from .errors import ConfigurationError
+from .errors import ConfigurationError, KerberosTicketUnavailable
 from .settings import Secret
 
 log = logging.getLogger("dash_enterprise_auth")
@@ -50,10 +50,6 @@ KDC_TIMEOUT = 5.0
 # KDC calls given up on that may still be waiting, per app and process: each holds a thread
 # until MIT krb5 gives up itself (about 27 s for a KDC that never answers).
 MAX_PENDING_KDC_CALLS = 4
-
-
-class KerberosTicketUnavailable(RuntimeError):
-    """No Kerberos ticket exists for this viewer's sign-in, or it has expired."""
 
 
 @dataclass(frozen=True)

@@ -16,24 +16,13 @@ from dataclasses import replace
 from typing import cast
 
 from .connectors import Identity, ProviderRequest, RedirectConnector
-from .errors import AuthenticationError
+from .errors import Replayed, SignInExpired, WrongBrowser
 from .protection import Protection
 from .web import Answer, Request
 
 PENDING_TTL = 600  # seconds a person has to finish signing in at the provider
 STATE_COOKIE = "dash-auth-state"
 MAX_STATE_LENGTH = 256
-
-
-class SignInExpired(AuthenticationError):
-    status = 400
-    default_message = "This sign-in has expired or was already used. Please sign in again."
-
-
-class WrongBrowser(AuthenticationError):
-    status = 400
-    default_message = ("This sign-in was started in another browser or tab. Please sign in again from "
-                       "this window.")
 
 
 def _pending_key(state: str) -> str:
@@ -88,11 +77,6 @@ def finish(protection: Protection, request: Request) -> tuple[Identity, str]:
         raise SignInExpired(log_detail="unknown, used or expired state")
     identity = connector.complete(provider_request(protection, request), pending.get("data") or {})
     return _used_once(protection, identity), str(pending.get("next") or protection.prefixes.app_root(request))
-
-
-class Replayed(AuthenticationError):
-    status = 400
-    default_message = "This sign-in answer was used before. Please sign in again."
 
 
 def _used_once(protection: Protection, identity: Identity) -> Identity:
