@@ -14,6 +14,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
+from urllib.parse import urlsplit
 
 from .errors import ConfigurationError
 
@@ -95,6 +96,14 @@ def name_list(value: Any) -> tuple[str, ...]:
     return tuple(item.strip() for item in items if item.strip())
 
 
+def http_url(value: Any) -> str:
+    url = text(value)
+    parts = urlsplit(url)
+    if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
+        raise ValueError("an http(s) URL, e.g. https://host")
+    return url
+
+
 def one_of(*choices: str) -> Callable[[Any], str]:
     def parse(value: Any) -> str:
         word = str(getattr(value, "value", value)).strip().lower()
@@ -110,7 +119,9 @@ class Option:
     """One setting: its variable name, how to parse it, its default.
 
     ``secret`` options also read ``NAME_FILE`` (the file's content, stripped)
-    and come back wrapped in :class:`Secret`.
+    and come back wrapped in :class:`Secret`. ``fallbacks`` are older variables
+    read, in order, while ``name`` is unset (dash-auth 1.x's ``PLOTLY_DOMAIN``);
+    they share the option's one keyword, which wins over all of them.
     """
 
     name: str
@@ -118,6 +129,12 @@ class Option:
     default: Any = None
     secret: bool = False
     help: str = ""
+    fallbacks: tuple[str, ...] = ()
+
+    @property
+    def variables(self) -> tuple[str, ...]:
+        """Every variable this option reads, in the order it reads them."""
+        return (self.name, *((self.name + "_FILE",) if self.secret else ()), *self.fallbacks)
 
     @property
     def keyword(self) -> str:
@@ -144,18 +161,24 @@ class Settings:
         """Collect values from ``environ`` and keyword ``overrides``; an unknown keyword is an error."""
         environ = os.environ if environ is None else environ
         known = list(known)
-        names = {option.name for option in known}
-        names |= {option.name + "_FILE" for option in known if option.secret}
+        names = {variable for option in known for variable in option.variables}
         values: dict[str, Any] = {k: v for k, v in environ.items() if k in names}
-        by_keyword = {option.keyword: option for option in known}
+        by_keyword: dict[str, dict[str, Option]] = {}
+        for option in known:
+            by_keyword.setdefault(option.keyword, {})[option.name] = option
         for keyword, value in (overrides or {}).items():
-            option = by_keyword.get(keyword)
-            if option is None:
+            options = list(by_keyword.get(keyword, {}).values())
+            if not options:
                 guess = difflib.get_close_matches(keyword, by_keyword, n=1)
                 hint = f"; did you mean {guess[0]}=?" if guess else ""
                 raise ConfigurationError(f"protect() got an unknown setting {keyword}={hint}")
+            if len(options) > 1:  # a keyword must name one setting (a variable it replaces is a fallback)
+                raise ConfigurationError(f"protect() got {keyword}=, the keyword of "
+                                         f"{' and '.join(o.name for o in options)}: set the variable instead")
+            option = options[0]
+            for variable in option.variables:  # the keyword wins over every variable of its option
+                values.pop(variable, None)
             values[option.name] = value
-            values.pop(option.name + "_FILE", None)
         return cls(values)
 
     @staticmethod
@@ -163,32 +186,40 @@ class Settings:
         """Log each ``DASH_AUTH_*`` variable nobody reads, with a did-you-mean:
         a typo there would otherwise silently weaken a deployment."""
         environ = os.environ if environ is None else environ
-        names = set()
-        for option in known:
-            names |= {option.name, option.name + "_FILE"} if option.secret else {option.name}
+        names = {variable for option in known for variable in option.variables}
         for name in sorted(k for k in environ if k.startswith(PREFIX) and k not in names):
             guess = difflib.get_close_matches(name, names, n=1)
             hint = f"; did you mean {guess[0]}?" if guess else ""
             log.warning("dash-enterprise-auth: unknown setting %s is ignored%s", name, hint)
 
     def is_set(self, option: Option) -> bool:
-        return option.name in self._values or option.name + "_FILE" in self._values
+        return any(variable in self._values for variable in option.variables)
 
     def get(self, option: Option) -> Any:
-        """The parsed value, or the default; ConfigurationError names the variable."""
-        raw = self._values.get(option.name)
-        if raw is None and option.secret and option.name + "_FILE" in self._values:
-            raw = _read_secret_file(option.name + "_FILE", self._values[option.name + "_FILE"])
-        if isinstance(raw, Secret):
-            raw = raw.reveal()
-        if raw is None or (isinstance(raw, str) and not raw.strip()):
+        """The parsed value, or the default; ConfigurationError names the variable it came from."""
+        variable, raw = self._raw(option)
+        if raw is None:
             return option.default
         try:
             value = option.parse(raw)
         except ValueError as exc:
             shown = "'**********'" if option.secret else repr(raw)
-            raise ConfigurationError(f"{option.name}={shown} is not valid: use {exc}") from None
+            raise ConfigurationError(f"{variable}={shown} is not valid: use {exc}") from None
         return Secret(value) if option.secret else value
+
+    def _raw(self, option: Option) -> tuple[str, Any]:
+        """(variable, raw value) of the first of the option's variables that holds a value."""
+        for variable in option.variables:
+            raw = self._values.get(variable)
+            if option.secret and variable == option.name + "_FILE":
+                if self._values.get(option.name) is not None or raw is None:
+                    continue  # NAME, when it holds a string (even blank), is read instead of NAME_FILE
+                raw, variable = _read_secret_file(variable, raw), option.name
+            if isinstance(raw, Secret):
+                raw = raw.reveal()
+            if raw is not None and not (isinstance(raw, str) and not raw.strip()):
+                return variable, raw
+        return option.name, None
 
 
 def _read_secret_file(name: str, path: Any) -> str:

@@ -93,14 +93,13 @@ class Subject:
     def build(self, overrides: Mapping[str, Any] | None = None,
               environ: Mapping[str, str] | None = None) -> Connector:
         """From settings, as the app does: keyword ``overrides`` on top of ``keywords()``; a variable
-        given in ``environ`` (by its name) replaces the keyword that sets the same option, since a
-        keyword would win over it."""
+        given in ``environ`` (by its name, its ``_FILE`` or a fallback) replaces the keyword that sets
+        the same option, since a keyword would win over it."""
         keywords = {**self.keywords(), **(overrides or {})}
         environ = dict(environ or {})
-        variable_of = {option.keyword: option.name for option in self.cls.options}  # as Settings.load maps them
+        variables_of = {option.keyword: option.variables for option in self.cls.options}  # as Settings.load maps them
         for variable in environ:
-            base = variable[:-len("_FILE")] if variable.endswith("_FILE") else variable
-            keywords = {k: v for k, v in keywords.items() if variable_of.get(k) not in (variable, base)}
+            keywords = {k: v for k, v in keywords.items() if variable not in variables_of.get(k, ())}
         return self.cls.from_settings(Settings.load(self.cls.options, keywords, environ))
 
     @property
@@ -353,12 +352,6 @@ DEFECTS: dict[tuple[str, str], tuple[type[BaseException], str]] = {
         "DASH_AUTH_LDAP_CA_FILE=<missing path> is accepted at start-up; every sign-in and ping then raises "
         "DirectoryUnavailable 'no directory server answers: ...: invalid CA public key file', which does not "
         "name the variable")),
-    ("plotly", "plotly domain without scheme"): (AssertionError, (
-        "PLOTLY_DOMAIN='plot.ly' raises ConfigurationError \"DASH_AUTH_PLOTLY_DOMAIN='plot.ly' is not valid\", "
-        "naming a variable that is not set")),
-    ("plotly", "plotly api domain without scheme"): (AssertionError, (
-        "PLOTLY_API_DOMAIN='api.plot.ly' raises ConfigurationError \"DASH_AUTH_PLOTLY_API_DOMAIN='api.plot.ly' "
-        "is not valid\", naming a variable that is not set")),
     ("saml", "metadata url without scheme"): (NOT_RAISED, (
         "DASH_AUTH_SAML_IDP_METADATA_URL='idp.example.com/metadata' is accepted at start-up; every login() "
         "and ping() then raises ProviderUnavailable (requests MissingSchema), a 503")),

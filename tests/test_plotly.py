@@ -17,6 +17,7 @@ import requests
 
 import dash_enterprise_auth as auth
 from dash_enterprise_auth.errors import ConfigurationError
+from dash_enterprise_auth.install import installed_on
 
 from .conftest import IN_PROCESS_APP, UPDATE_GREETING
 from .servers.plotly_server import PlotlyServer
@@ -202,6 +203,20 @@ def test_privacy_comes_from_sharing_so_dash_auth_privacy_is_refused(make_app, pl
 def test_bad_settings_stop_start_up(make_app, plotly, settings, message):
     with pytest.raises(ConfigurationError, match=message):
         make_app(**plotly_settings(plotly, **settings))
+
+
+@pytest.mark.parametrize("prefix", ["DASH_AUTH_", ""])
+def test_the_domain_keywords_win_over_either_variable(make_app, plotly, monkeypatch, prefix):
+    # DASH_AUTH_PLOTLY_DOMAIN and dash-auth 1.x's PLOTLY_DOMAIN both spell plotly_domain=; the keyword
+    # once set the second only, so the first, from the environment, won over protect()'s argument.
+    for variable in ("PLOTLY_DOMAIN", "PLOTLY_API_DOMAIN"):
+        monkeypatch.setenv(prefix + variable, "http://127.0.0.1:9")  # nothing answers there
+    app = make_app(**plotly_settings(plotly, plotly_api_domain=plotly.url))
+    connector = installed_on(app.server).connector
+    assert (connector.domain, connector.api_domain) == (plotly.url.rstrip("/"), plotly.url.rstrip("/"))
+    browser = app.server.test_client()
+    assert sign_in_at_plotly(browser, "alice", "alice-pw").status_code == 302
+    assert browser.get("/", headers=HTML).status_code == 200
 
 
 @pytest.fixture

@@ -27,16 +27,17 @@ from typing import Any, Mapping
 import requests
 
 from ..errors import AccountLocked, ConfigurationError, ProviderRefused, ProviderUnavailable
-from ..settings import Option, Secret, Settings, one_of, seconds, text
+from ..settings import Option, Secret, Settings, http_url, one_of, seconds, text
 from .base import Finding, Identity, ProviderRequest, Redirect, RedirectConnector
 from .http import Probe, describe
 from .oauth import OAuthClient
 
-DOMAIN = Option("DASH_AUTH_PLOTLY_DOMAIN", text, help="the Plotly server; falls back to PLOTLY_DOMAIN")
-PLOTLY_DOMAIN = Option("PLOTLY_DOMAIN", text, "https://plot.ly")
-API_DOMAIN = Option("DASH_AUTH_PLOTLY_API_DOMAIN", text,
+# dash-auth 1.x read PLOTLY_DOMAIN and PLOTLY_API_DOMAIN: still read, as fallbacks of one option each,
+# so the keyword (plotly_domain=, plotly_api_domain=) wins over both variables.
+DOMAIN = Option("DASH_AUTH_PLOTLY_DOMAIN", http_url, "https://plot.ly", fallbacks=("PLOTLY_DOMAIN",),
+                help="the Plotly server; falls back to PLOTLY_DOMAIN")
+API_DOMAIN = Option("DASH_AUTH_PLOTLY_API_DOMAIN", http_url, fallbacks=("PLOTLY_API_DOMAIN",),
                     help="the Plotly API server; falls back to PLOTLY_API_DOMAIN, then the domain")
-PLOTLY_API_DOMAIN = Option("PLOTLY_API_DOMAIN", text)
 CLIENT_ID = Option("DASH_AUTH_PLOTLY_CLIENT_ID", text,
                    help="OAuth client id; unset: the app registers itself with the API credentials")
 APP_NAME = Option("DASH_AUTH_PLOTLY_APP_NAME", text, help="the app's file name on the Plotly server")
@@ -52,8 +53,7 @@ FILE_TTL = 300.0  # seconds before the app's file (sharing, share_key) is read a
 
 class PlotlyConnector(RedirectConnector):
     name = "plotly"
-    options = (DOMAIN, PLOTLY_DOMAIN, API_DOMAIN, PLOTLY_API_DOMAIN, CLIENT_ID, APP_NAME, SHARING, APP_URL,
-               USERNAME, API_KEY, TIMEOUT)
+    options = (DOMAIN, API_DOMAIN, CLIENT_ID, APP_NAME, SHARING, APP_URL, USERNAME, API_KEY, TIMEOUT)
 
     def __init__(self, app_name: str, *, sharing: str = "private", domain: str = "https://plot.ly",
                  api_domain: str | None = None, client_id: str | None = None, app_url: str | None = None,
@@ -63,9 +63,12 @@ class PlotlyConnector(RedirectConnector):
         if not username or not api_key:
             raise ConfigurationError("PLOTLY_USERNAME and PLOTLY_API_KEY (or _FILE) are not set: the plotly "
                                      "connector needs the app owner's API credentials, as PlotlyAuth did")
-        for name, url in (("DASH_AUTH_PLOTLY_DOMAIN", domain), ("DASH_AUTH_PLOTLY_API_DOMAIN", api_domain or domain)):
-            if not url.startswith(("https://", "http://")):
-                raise ConfigurationError(f"{name}={url!r} is not valid: use https://host")
+        for option, url in ((DOMAIN, domain), (API_DOMAIN, api_domain)):  # from_settings parsed them; code may not
+            if url is not None:
+                try:
+                    http_url(url)
+                except ValueError as exc:
+                    raise ConfigurationError(f"{option.name}={url!r} is not valid: use {exc}") from None
         self.app_name = app_name.strip("/")
         self.sharing = sharing
         self.domain = domain.rstrip("/")
@@ -81,9 +84,8 @@ class PlotlyConnector(RedirectConnector):
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "PlotlyConnector":
-        domain = settings.get(DOMAIN) or settings.get(PLOTLY_DOMAIN)
-        return cls(settings.get(APP_NAME), sharing=settings.get(SHARING), domain=domain,
-                   api_domain=settings.get(API_DOMAIN) or settings.get(PLOTLY_API_DOMAIN),
+        return cls(settings.get(APP_NAME), sharing=settings.get(SHARING), domain=settings.get(DOMAIN),
+                   api_domain=settings.get(API_DOMAIN),
                    client_id=settings.get(CLIENT_ID), app_url=settings.get(APP_URL),
                    username=settings.get(USERNAME), api_key=settings.get(API_KEY), timeout=settings.get(TIMEOUT))
 
