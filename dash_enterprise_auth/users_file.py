@@ -25,7 +25,9 @@ def add_user(path: Path, username: str, password: str, groups: list[str],
     """Add or replace ``username``; True when it replaced an existing entry."""
     if not username or username != username.strip() or ":" in username:
         raise ValueError("the username must be non-empty, without surrounding spaces or ':'")
-    entry: dict[str, Any] = {"password_hash": hash_password(password), "groups": groups}
+    if isinstance(groups, str) or not all(isinstance(g, str) for g in groups):
+        raise ValueError("the groups must be a list of group names")  # what read_users_file accepts
+    entry: dict[str, Any] = {"password_hash": hash_password(password), "groups": list(groups)}
     if email:
         entry["email"] = email
     if name:

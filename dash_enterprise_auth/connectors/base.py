@@ -23,11 +23,13 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar, Mapping, Protocol, Sequence, runtime_checkable
 
+from ..errors import InvalidCredentials, ProviderRefused
 from ..identity import Identity, logout_id
 from ..settings import Option, Settings
 
 __all__ = ["Connector", "Finding", "Identity", "PasswordConnector", "ProviderRequest", "ProviderSharing",
-           "Redirect", "RedirectConnector", "ServiceMetadata", "SingleLogout", "logout_id"]
+           "Redirect", "RedirectConnector", "ServiceMetadata", "SingleLogout", "answer_text", "logout_id",
+           "pending_text", "text_credentials"]
 
 
 @dataclass(frozen=True)
@@ -93,6 +95,51 @@ class PasswordConnector(Connector):
     def authenticate(self, username: str, password: str) -> Identity:
         """The identity for these credentials, or raise InvalidCredentials (or another
         AuthenticationError). An empty password must never succeed."""
+
+
+def not_text(value: Any) -> str | None:
+    """Why ``value`` is not text a person or a provider can send (``of type int``), or None when
+    it is: a ``str`` that UTF-8 can carry (a lone surrogate cannot be hashed, escaped or sent)."""
+    if not isinstance(value, str):
+        return f"of type {type(value).__name__}"
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return "with a lone surrogate"
+    return None
+
+
+def text_credentials(username: Any, password: Any) -> tuple[str, str]:
+    """The username and password as a password connector may use them; anything that is not text
+    (None, numbers, bytes or lists from code, lone surrogates) is InvalidCredentials, before any
+    hashing or directory call could raise something else. Neither value is logged."""
+    for what, value in (("username", username), ("password", password)):
+        problem = not_text(value)
+        if problem:
+            raise InvalidCredentials(log_detail=f"the {what} is not text ({problem})")
+    return username, password
+
+
+def answer_text(request: ProviderRequest, name: str) -> str | None:
+    """The text field ``name`` of a provider's answer (the query string of a GET, the form of a
+    POST), None when absent. Anything else there (a list, a number, bytes, a lone surrogate) is
+    not an answer a provider gives: ProviderRefused, saying what was found in the log."""
+    fields = request.args if request.method == "GET" else request.form
+    value = fields.get(name)
+    problem = None if value is None else not_text(value)
+    if problem:
+        raise ProviderRefused(log_detail=f"the provider's answer has a {name} that is not text ({problem})")
+    return value
+
+
+def pending_text(pending: Mapping[str, Any], name: str) -> str:
+    """A value the connector kept in its pending data at ``login``; ProviderRefused when it is
+    missing or not text (pending data from another sign-in, another version, or none)."""
+    value = pending.get(name)
+    problem = "missing" if value is None or value == "" else not_text(value)
+    if problem:
+        raise ProviderRefused(log_detail=f"the sign-in's pending data has no usable {name} ({problem})")
+    return value
 
 
 class RedirectConnector(Connector):

@@ -20,7 +20,7 @@ from typing import Any, Callable, Mapping
 from ..errors import ConfigurationError, InvalidCredentials, ServiceUnavailable
 from ..passwords import plain_equal, verify_password
 from ..settings import Option, Settings, text
-from .base import Finding, Identity, PasswordConnector
+from .base import Finding, Identity, PasswordConnector, text_credentials
 
 USERS_FILE = Option("DASH_AUTH_USERS_FILE", text, help="path of the users file written by add-user")
 
@@ -52,7 +52,23 @@ def read_users_file(path: Path) -> dict[str, dict[str, Any]]:
             f"DASH_AUTH_USERS_FILE={str(path)!r} is not a users file: expected "
             '{"users": {"NAME": {"password_hash": "...", "groups": [...]}}}'
         )
+    for username, entry in users.items():
+        problem = entry_problem(entry)
+        if problem:
+            raise UsersFileError(f"DASH_AUTH_USERS_FILE={str(path)!r} is not valid: user {username!r}: {problem}")
     return users
+
+
+def entry_problem(entry: Mapping[str, Any]) -> str | None:
+    """What is wrong with one user's entry, beyond its password hash, or None."""
+    groups = entry.get("groups")
+    if groups is not None and (not isinstance(groups, list) or not all(isinstance(g, str) for g in groups)):
+        # a string would otherwise be iterated letter by letter: "analysts" -> a, n, a, l, ...
+        return f'"groups" must be a list of group names, e.g. ["analysts"], not {json.dumps(groups)[:80]}'
+    for field in ("email", "name"):
+        if entry.get(field) is not None and not isinstance(entry[field], str):
+            return f'"{field}" must be a string, not {json.dumps(entry[field])[:80]}'
+    return None
 
 
 class BasicConnector(PasswordConnector):
@@ -101,6 +117,7 @@ class BasicConnector(PasswordConnector):
     def authenticate(self, username: str, password: str) -> Identity:
         if not username or not password:
             raise InvalidCredentials(log_detail="empty username or password")
+        username, password = text_credentials(username, password)
         if self.users_file is not None:
             return self._from_file(username, password)
         if self.plain_users is not None:
@@ -117,14 +134,16 @@ class BasicConnector(PasswordConnector):
         try:
             entry = self._users().get(username)
         except (OSError, ConfigurationError) as exc:
-            raise ServiceUnavailable(log_detail=f"users file unreadable: {exc}") from None
+            # Changed into something unusable since start-up: nobody signs in from it until it is
+            # fixed (not its last good copy: a removed user or group must not live on).
+            raise ServiceUnavailable(log_detail=f"users file unusable, every sign-in refused: {exc}") from None
         if not verify_password(entry["password_hash"] if entry else None, password) or entry is None:
             raise InvalidCredentials(log_detail="wrong username or password")
         return Identity(
             username=username,
             email=entry.get("email"),
             display_name=entry.get("name"),
-            groups=tuple(str(g) for g in entry.get("groups") or ()),
+            groups=tuple(entry.get("groups") or ()),
             connector=self.name,
         )
 
@@ -140,7 +159,7 @@ class BasicConnector(PasswordConnector):
             try:
                 self._users()
             except (OSError, ConfigurationError) as exc:
-                raise ServiceUnavailable(log_detail=f"users file unreadable: {exc}") from None
+                raise ServiceUnavailable(log_detail=f"users file unusable, every sign-in refused: {exc}") from None
 
     def check(self, test_user: str | None = None) -> list[Finding]:
         if self.users_file is None:
