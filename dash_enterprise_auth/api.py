@@ -7,7 +7,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from .kerberos import PRIVATE_KEY, TIME_FORMAT, KerberosTicketUnavailable, ccache_in_environment, private_ccache
+from .kerberos import PRIVATE_KEY, TIME_FORMAT, CcacheInEnvironment, KerberosTicketUnavailable, private_ccache
 from .viewer import Viewer, current_protection, current_viewer
 
 # Fields of get_user_data() that come from the identity provider and that
@@ -113,17 +113,16 @@ def kerberos_ccache_file() -> Iterator[Path]:
         yield path
 
 
-@contextmanager
-def kerberos_ccache() -> Iterator[str]:
+def kerberos_ccache() -> CcacheInEnvironment:
     """Point ``KRB5CCNAME`` at the viewer's ticket cache for the block, then restore it.
 
-    For client libraries that only read ``KRB5CCNAME`` (most database drivers).
-    The environment is the whole process's, so these blocks run one at a time
-    per process (a lock); where the library takes a cache name, prefer
-    :func:`kerberos_ccache_file`.
+    For client libraries that only read ``KRB5CCNAME`` (most database drivers):
+    ``with kerberos_ccache():`` in sync callbacks, ``async with kerberos_ccache():``
+    in ``async def`` ones (then the block may ``await``). The environment is the
+    whole process's, so these blocks run one at a time per process (a lock);
+    where the library takes a cache name, prefer :func:`kerberos_ccache_file`.
     """
-    with ccache_in_environment(get_kerberos_ticket_cache()) as name:
-        yield name
+    return CcacheInEnvironment(get_kerberos_ticket_cache())
 
 
 def _custom_data(viewer: Viewer) -> dict[str, Any]:

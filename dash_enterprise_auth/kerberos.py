@@ -17,6 +17,7 @@ at most the connector's timeout (``Kerberos.ask_kdc``).
 """
 from __future__ import annotations
 
+import asyncio
 import base64
 import ctypes
 import ctypes.util
@@ -404,24 +405,74 @@ def _gss_reason(exc: Exception) -> str:
 
 # -- the KRB5CCNAME helper --------------------------------------------------------------------
 
-_environment_lock = threading.Lock()
+class CcacheInEnvironment:
+    """``KRB5CCNAME`` pointing at a private copy of a ticket cache for one block: ``with`` in sync
+    code, ``async with`` in ``async def`` callbacks.
 
-
-@contextmanager
-def ccache_in_environment(data: bytes) -> Iterator[str]:
-    """Write ``data`` to a private file and point ``KRB5CCNAME`` at it for the block.
-
-    The environment belongs to the whole process, so blocks are serialised by a
-    lock: two threads never see each other's tickets, at the price of waiting.
+    The environment belongs to the whole process, so the blocks run one at a time (a lock): two
+    callbacks never see each other's tickets. ``async with`` waits for the lock off the event
+    loop, so a block may ``await`` inside. A plain ``with`` on the event loop while another
+    callback of the same loop holds the lock would wait forever and freeze the worker: it raises
+    instead, naming ``async with``.
     """
-    with private_ccache(data) as path, _environment_lock:
-        name = f"FILE:{path}"
-        previous = os.environ.get("KRB5CCNAME")
-        os.environ["KRB5CCNAME"] = name
+
+    _lock = threading.Lock()
+    _holder: int | None = None  # the thread that took the lock (an event loop's, for coroutines)
+
+    def __init__(self, data: bytes) -> None:
+        self._data = data
+        self._stack = ExitStack()
+        self._previous: str | None = None
+
+    def __enter__(self) -> str:
+        if _on_event_loop() and CcacheInEnvironment._holder == threading.get_ident():
+            raise RuntimeError(
+                "kerberos_ccache(): another callback on this event loop holds KRB5CCNAME; in an async "
+                "callback use `async with kerberos_ccache()` (or kerberos_ccache_file())")
+        self._lock.acquire()
+        return self._point()
+
+    async def __aenter__(self) -> str:
+        if not self._lock.acquire(blocking=False):
+            await asyncio.get_running_loop().run_in_executor(None, self._lock.acquire)
+        return self._point()
+
+    def __exit__(self, *exc: Any) -> None:
+        self._restore()
+
+    async def __aexit__(self, *exc: Any) -> None:
+        self._restore()
+
+    def _point(self) -> str:
+        CcacheInEnvironment._holder = threading.get_ident()
         try:
-            yield name
-        finally:
-            if previous is None:
+            path = self._stack.enter_context(private_ccache(self._data))
+        except BaseException:
+            self._release()
+            raise
+        name = f"FILE:{path}"
+        self._previous = os.environ.get("KRB5CCNAME")
+        os.environ["KRB5CCNAME"] = name
+        return name
+
+    def _restore(self) -> None:
+        try:
+            if self._previous is None:
                 os.environ.pop("KRB5CCNAME", None)
             else:
-                os.environ["KRB5CCNAME"] = previous
+                os.environ["KRB5CCNAME"] = self._previous
+            self._stack.close()
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        CcacheInEnvironment._holder = None
+        self._lock.release()
+
+
+def _on_event_loop() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True

@@ -369,3 +369,33 @@ def test_delegation_against_a_kdc_that_never_answers_is_bounded_by_the_provider_
         assert not ccache_folders()
     wait_until_kdc_calls_end()
     assert not ccache_folders()
+
+
+def test_kerberos_ccache_blocks_take_turns_in_async_code_and_a_plain_with_cannot_freeze_the_loop():
+    """Two coroutines of one event loop: ``async with`` waits for the other block off the loop; a
+    plain ``with`` while another coroutine holds KRB5CCNAME is refused, naming ``async with``."""
+    import asyncio
+
+    from dash_enterprise_auth.kerberos import CcacheInEnvironment
+
+    before = os.environ.get("KRB5CCNAME")
+    seen: list[str] = []
+
+    async def holder(tag: bytes) -> None:
+        async with CcacheInEnvironment(tag) as name:
+            seen.append(Path(name.removeprefix("FILE:")).read_bytes().decode())
+            await asyncio.sleep(0.2)
+            assert os.environ["KRB5CCNAME"] == name  # nobody else's ticket meanwhile
+
+    async def plain_with() -> str:
+        await asyncio.sleep(0.05)
+        with pytest.raises(RuntimeError, match="async with kerberos_ccache"):
+            with CcacheInEnvironment(b"c"):
+                pass
+        return "refused"
+
+    async def main() -> list:
+        return await asyncio.gather(holder(b"a"), holder(b"b"), plain_with())
+
+    assert asyncio.run(main())[2] == "refused"
+    assert sorted(seen) == ["a", "b"] and os.environ.get("KRB5CCNAME") == before

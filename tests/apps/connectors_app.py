@@ -12,7 +12,8 @@ It has:
 - ``saved``: set_user_data() in a callback (tests.apps.notes_app.save_request's ids), and
   ``GET /note`` to read it back;
 - ``use-ticket`` / ``use-ticket-async``: klist run inside kerberos_ccache_file() ("file") or
-  kerberos_ccache() ("env"); "env-hold" also awaits 1 s inside the block, as an async driver would;
+  kerberos_ccache() ("env"); "env-hold" awaits 1 s inside ``async with kerberos_ccache()``, as an
+  async driver would, "env-hold-sync" the same inside a plain ``with`` (a misuse that must fail clearly);
 - ``new-name``: set_username();
 - ``late-sync`` / ``late-async``: callbacks that call set_user_data() only once the test lets
   them (``SIGNAL_DIR``/<value>.go), after telling it they started (<value>.started), so the
@@ -125,9 +126,13 @@ async def use_ticket_async(how):
         with auth.kerberos_ccache_file() as path:
             await asyncio.sleep(0)
             seen = _klist(how, f"FILE:{path}")
+    elif how == "env-hold":
+        async with auth.kerberos_ccache() as name:
+            await asyncio.sleep(1)  # an async driver talking to its server
+            seen = _klist("env", name)
     else:
-        with auth.kerberos_ccache() as name:
-            await asyncio.sleep(1 if how == "env-hold" else 0)  # an async driver talking to its server
+        with auth.kerberos_ccache() as name:  # "env", and "env-hold-sync": awaiting in a plain `with`
+            await asyncio.sleep(1 if how == "env-hold-sync" else 0)
             seen = _klist("env", name)
     return json.dumps({**seen, "before": before, "after": os.environ.get("KRB5CCNAME")})
 
