@@ -400,6 +400,16 @@ def ratios_to_base(results: Results, key: str, endpoint: str) -> list[float]:
     return [r.rps / b.rps for r, b in zip(runs, base)]
 
 
+def cpu_ratio_to_base(results: Results, key: str, endpoint: str) -> float | None:
+    """The baseline's worker CPU per request over the variant's, paired by round, median:
+    the req/s ratio the workers' CPU alone would allow. Other programs on the machine
+    move it much less than req/s, so it is the figure to read next to a noisy ratio."""
+    runs = results.get((key, endpoint), [])
+    base = results.get((baseline(key), endpoint), [])
+    ratios = [b.cpu_us / r.cpu_us for r, b in zip(runs, base) if r.cpu_us]
+    return statistics.median(ratios) if ratios else None
+
+
 def rounds_range(ratios: list[float]) -> str:
     return f"(rounds {min(ratios):.2f}-{max(ratios):.2f})"
 
@@ -441,7 +451,7 @@ def check_targets(results: Results, variants: list[str], endpoints: list[str]) -
                 verdict = f"{r:.3f} {rounds_range(ratios)} ok"
             else:
                 verdict = (f"{r:.3f} {rounds_range(ratios)} NOISY: the same app measured"
-                           f" {abs(r - 1):.0%} apart; differences of that size are noise in this run")
+                           f" {abs(r - 1):.1%} apart; differences of that size are noise in this run")
             lines.append(f"A/A control ({key}) / ({baseline(key)}), {where}: {verdict}")
     return lines
 
@@ -453,7 +463,7 @@ def print_table(results: Results, variants: list[str], endpoints: list[str],
     warnings: list[str] = []
     print()
     print(f"{'variant':<38}{'req/s':>8}{'spread':>8}{'vs base':>9}{'':>19}{'CPU us/req':>11}"
-          f"{'top worker':>11}{'p50 ms':>8}{'p99 ms':>8}  req/s per round")
+          f"{'CPU vs base':>12}{'top worker':>11}{'p50 ms':>8}{'p99 ms':>8}  req/s per round")
     for endpoint in endpoints:
         method, path = ENDPOINTS[endpoint]
         print(f"{method} {path}")
@@ -472,12 +482,14 @@ def print_table(results: Results, variants: list[str], endpoints: list[str],
                 vs_base = f"{statistics.median(ratios):.2f}" if ratios else "-"
                 ratio_range = rounds_range(ratios) if ratios and key != baseline(key) else ""
                 cpu = statistics.median(r.cpu_us for r in runs)
+                cpu_ratio = cpu_ratio_to_base(results, key, endpoint)
+                cpu_vs_base = "-" if cpu_ratio is None else f"{cpu_ratio:.2f}"
                 top = max(r.busiest_worker for r in runs)
                 p50 = statistics.median(r.p50_ms for r in runs)
                 p99 = statistics.median(r.p99_ms for r in runs)
                 rounds = ", ".join(f"{r.rps:.0f}" for r in runs)
                 print(f"    {label:<34}{rps:>8.0f}{spread(runs):>8.0%}{vs_base:>9}{ratio_range:>19}"
-                      f"{cpu:>11.0f}{top:>11.0%}{p50:>8.2f}{p99:>8.2f}  {rounds}")
+                      f"{cpu:>11.0f}{cpu_vs_base:>12}{top:>11.0%}{p50:>8.2f}{p99:>8.2f}  {rounds}")
                 bad = sum(r.non200 + r.socket_errors for r in runs)
                 if bad:
                     warnings.append(f"{key} {endpoint}: {bad} non-200 responses or socket errors;"
