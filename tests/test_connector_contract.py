@@ -377,35 +377,6 @@ DEFECTS: dict[tuple[str, str], tuple[type[BaseException], str]] = {
     ("ldap", "lone surrogate username"): (UnicodeEncodeError, (
         f"authenticate('\\udc80alice', 'wrong-password') raises UnicodeEncodeError: surrogates not allowed "
         f"(ldap3 escape_filter_chars); {_WRONG_TYPE}")),
-    **{(name, case): (raised, f"{text}; {_WRONG_TYPE}") for name in ("oidc", "plotly") for case, raised, text in (
-        ("payload int", TypeError,
-         "complete() with code=12345 raises TypeError: object of type 'int' has no len() (oauth.py exchange)"),
-        ("payload list", TypeError,
-         "complete() with code=['a', 'b'] raises TypeError: 'str' object cannot be interpreted as an integer "
-         "(authlib to_bytes)"),
-        ("payload dict", TypeError,
-         "complete() with code={'a': 'b'} raises TypeError: 'str' object cannot be interpreted as an integer "
-         "(authlib to_bytes)"),
-        ("error int", TypeError,
-         "complete() with error=500 raises TypeError: 'int' object is not subscriptable (oauth.py exchange)"),
-        ("error list", TypeError,
-         "complete() with error=['access_denied'] raises TypeError: unhashable type: 'list' (oauth.py exchange)"),
-        ("error description int", TypeError,
-         "complete() with error='server_error', error_description=500 raises TypeError: 'int' object is not "
-         "subscriptable (oauth.py exchange)"),
-    )},
-    ("oidc", "iss int"): (TypeError, (
-        f"complete() with iss=42 raises TypeError: 'int' object is not subscriptable (oidc.py complete); "
-        f"{_WRONG_TYPE}")),
-    ("oidc", "genuine answer, empty pending"): (KeyError, (
-        "complete(<a genuine callback>, {}) raises KeyError: 'redirect_uri' (oauth.py exchange); the core "
-        "never passes empty pending data to oidc (it does not accept unsolicited answers)")),
-    ("plotly", "genuine answer, empty pending"): (KeyError, (
-        "complete(<a genuine callback>, {}) raises KeyError: 'client_id' (plotly.py complete); the core "
-        "never passes empty pending data to plotly (it does not accept unsolicited answers)")),
-    ("plotly", "no fields, empty pending"): (KeyError, (
-        "complete(<a callback without fields>, {}) raises KeyError: 'client_id' (plotly.py complete) before "
-        "looking at the answer; the core never passes empty pending data to plotly")),
 }
 
 

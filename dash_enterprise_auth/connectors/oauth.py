@@ -17,7 +17,7 @@ from authlib.integrations.requests_client import OAuth2Session
 from authlib.oauth2.rfc7636 import create_s256_code_challenge
 
 from ..errors import ProviderRefused, ProviderUnavailable
-from .base import ProviderRequest, Redirect
+from .base import ProviderRequest, Redirect, answer_text, pending_text
 from .http import describe
 
 # RFC 6749 4.1.2.1 error codes a person can cause, with what to tell them.
@@ -55,19 +55,18 @@ class OAuthClient:
 
     def exchange(self, endpoint: str, request: ProviderRequest, pending: Mapping[str, Any]) -> dict[str, Any]:
         """The token response for the callback's code; refusals for everything else."""
-        answer = request.args if request.method == "GET" else request.form
-        error = answer.get("error")
+        error = answer_text(request, "error")
         if error:
             raise ProviderRefused(PROVIDER_ERRORS.get(error, ProviderRefused.default_message),
                                   log_detail=f"provider answered error={error[:64]!r} "
-                                             f"{answer.get('error_description', '')[:200]!r}")
-        code = answer.get("code")
+                                             f"{(answer_text(request, 'error_description') or '')[:200]!r}")
+        code = answer_text(request, "code")
         if not code or len(code) > 2048:
             raise ProviderRefused(log_detail="callback without an authorization code")
+        redirect_uri, verifier = pending_text(pending, "redirect_uri"), pending_text(pending, "code_verifier")
         try:
-            token = self._session(pending["redirect_uri"]).fetch_token(
-                endpoint, code=code, code_verifier=pending["code_verifier"], grant_type="authorization_code",
-                timeout=self.timeout)
+            token = self._session(redirect_uri).fetch_token(
+                endpoint, code=code, code_verifier=verifier, grant_type="authorization_code", timeout=self.timeout)
         except AuthlibBaseError as exc:  # the provider's error answer, e.g. invalid_grant for a reused code
             raise ProviderRefused(log_detail=f"token endpoint refused the code: {exc.error} "
                                              f"{(exc.description or '')[:200]}") from None

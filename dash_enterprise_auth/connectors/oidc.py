@@ -25,7 +25,7 @@ from joserfc.jwk import KeySet
 
 from ..errors import ConfigurationError, ProviderRefused, ProviderUnavailable
 from ..settings import Option, Secret, Settings, seconds, text
-from .base import Finding, Identity, ProviderRequest, Redirect, RedirectConnector
+from .base import Finding, Identity, ProviderRequest, Redirect, RedirectConnector, answer_text, pending_text
 from .http import Probe, describe
 from .oauth import OAuthClient
 
@@ -143,15 +143,16 @@ class OidcConnector(RedirectConnector):
         return self.client.authorize(endpoint, request, state, self.scopes, nonce=secrets.token_urlsafe(24))
 
     def complete(self, request: ProviderRequest, pending: Mapping[str, Any]) -> Identity:
-        answer = request.args if request.method == "GET" else request.form
-        if answer.get("iss") is not None and answer.get("iss") != self.issuer:  # RFC 9207: mix-up defence
-            raise ProviderRefused(log_detail=f"callback from issuer {answer.get('iss')[:200]!r}, not ours")
+        issuer = answer_text(request, "iss")
+        if issuer is not None and issuer != self.issuer:  # RFC 9207: mix-up defence
+            raise ProviderRefused(log_detail=f"callback from issuer {issuer[:200]!r}, not ours")
+        nonce = pending_text(pending, "nonce")
         metadata = self.metadata()
         token = self.client.exchange(metadata["token_endpoint"], request, pending)
         id_token = token.get("id_token")
         if not isinstance(id_token, str):
             raise ProviderRefused(log_detail="token response without an id_token (is 'openid' in the scopes?)")
-        claims = self.validate_id_token(id_token, pending["nonce"])
+        claims = self.validate_id_token(id_token, nonce)
         if not self._claim(claims, self.groups_claim) or not self._claim(claims, self.username_claim):
             claims = {**self._userinfo(metadata, token, claims["sub"]), **claims}
         return self._identity(claims, id_token)

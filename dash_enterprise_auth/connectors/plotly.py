@@ -28,7 +28,7 @@ import requests
 
 from ..errors import AccountLocked, ConfigurationError, ProviderRefused, ProviderUnavailable
 from ..settings import Option, Secret, Settings, http_url, one_of, seconds, text
-from .base import Finding, Identity, ProviderRequest, Redirect, RedirectConnector
+from .base import Finding, Identity, ProviderRequest, Redirect, RedirectConnector, pending_text
 from .http import Probe, describe
 from .oauth import OAuthClient
 
@@ -156,7 +156,7 @@ class PlotlyConnector(RedirectConnector):
         return Redirect(redirect.url, {**redirect.pending, "client_id": client.client_id})
 
     def complete(self, request: ProviderRequest, pending: Mapping[str, Any]) -> Identity:
-        client = OAuthClient(pending["client_id"], None, timeout=self.timeout)
+        client = OAuthClient(pending_text(pending, "client_id"), None, timeout=self.timeout)
         token = client.exchange(self.domain + "/o/token/", request, pending)
         status, user = client.get_json(self.api_domain + "/v2/users/current", token)
         if status != 200 or not isinstance(user, dict) or not isinstance(user.get("username"), str):
