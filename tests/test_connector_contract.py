@@ -344,14 +344,6 @@ _WRONG_TYPE = "only reachable from Python code (the core passes str values, capp
 
 DEFECTS: dict[tuple[str, str], tuple[type[BaseException], str]] = {
     # -- 1. bad settings that do not stop start-up, or stop it without naming the variable --
-    ("ldap", "user filter unbalanced"): (NOT_RAISED, (
-        "DASH_AUTH_LDAP_USER_FILTER='(uid={username}' is accepted at start-up; every sign-in then raises "
-        "DirectoryUnavailable 'directory search failed: invalid filter' (503) while ping() is quiet and "
-        "check() reports every finding ok")),
-    ("ldap", "ca file missing"): (NOT_RAISED, (
-        "DASH_AUTH_LDAP_CA_FILE=<missing path> is accepted at start-up; every sign-in and ping then raises "
-        "DirectoryUnavailable 'no directory server answers: ...: invalid CA public key file', which does not "
-        "name the variable")),
     ("saml", "metadata url without scheme"): (NOT_RAISED, (
         "DASH_AUTH_SAML_IDP_METADATA_URL='idp.example.com/metadata' is accepted at start-up; every login() "
         "and ping() then raises ProviderUnavailable (requests MissingSchema), a 503")),
@@ -365,18 +357,6 @@ DEFECTS: dict[tuple[str, str], tuple[type[BaseException], str]] = {
         "a DASH_AUTH_SAML_SP_KEY_FILE that holds no key is accepted at start-up; every login() then raises "
         "xmlsec.Error: (1, 'cannot load key')")),
     # -- 2. exceptions other than AuthenticationError --
-    ("ldap", "int password"): (TypeError, (
-        f"authenticate('alice', 12345) raises TypeError: 'int' object is not iterable (ldap3 saslprep); "
-        f"{_WRONG_TYPE}")),
-    ("ldap", "list password"): (TypeError, (
-        f"authenticate('alice', ['wrong-password']) raises TypeError: category() argument must be a unicode "
-        f"character, not str (ldap3 saslprep); {_WRONG_TYPE}")),
-    ("ldap", "bytes username"): (AttributeError, (
-        f"authenticate(b'alice', <alice's password>) binds as alice, then raises AttributeError: 'bytes' "
-        f"object has no attribute 'casefold' (ldap.py _username); {_WRONG_TYPE}")),
-    ("ldap", "lone surrogate username"): (UnicodeEncodeError, (
-        f"authenticate('\\udc80alice', 'wrong-password') raises UnicodeEncodeError: surrogates not allowed "
-        f"(ldap3 escape_filter_chars); {_WRONG_TYPE}")),
 }
 
 

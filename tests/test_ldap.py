@@ -16,6 +16,7 @@ from ldap3.utils.dn import parse_dn
 
 from dash_enterprise_auth.connectors.ldap import DirectoryUnavailable, LdapConnector
 from dash_enterprise_auth.errors import AccountLocked, ConfigurationError, InvalidCredentials
+from dash_enterprise_auth.install import installed_on
 from dash_enterprise_auth.settings import Settings
 
 from .conftest import sign_in
@@ -165,6 +166,23 @@ def test_the_form_refuses_bad_input_with_a_page_never_a_500(make_app, slapd):
         assert client.get("/").status_code == 401  # still no session
     disabled = sign_in(client, "disabled", PASSWORDS["disabled"])
     assert disabled.status_code == 403 and "disabled in the directory" in disabled.get_data(as_text=True)
+
+
+def test_a_password_ldap3_cannot_send_is_a_wrong_password_not_an_outage(make_app, slapd):
+    # ldap3 prepares a bind's password (SASLprep, RFC 4013) and raises on NUL and control characters;
+    # that once passed for a server failure: a 503 the throttle did not count, and the server demoted.
+    app = make_app(connector="ldap", **settings_for(slapd))
+    protection = installed_on(app.server)
+    client = app.server.test_client()
+    for password in (PASSWORDS["alice"] + "\x00", "\x00", "x\x1b[31m"):
+        for username in ("alice", "nobody"):
+            response = sign_in(client, username, password)
+            assert response.status_code == 401, (username, password)
+            assert "The username or password is incorrect." in response.get_data(as_text=True)
+    assert protection.connector.servers._failed_at == {}  # the server answered: it stays first
+    assert protection.throttle.store.failures("account:alice")[0] == 3  # counted as wrong passwords
+    assert sign_in(client, "alice", PASSWORDS["alice"]).status_code == 302
+    assert client.get("/").status_code == 200
 
 
 # -- what a refusal gives away ------------------------------------------------------------

@@ -35,13 +35,17 @@ from typing import Any, Sequence
 from urllib.parse import urlsplit
 
 from ldap3 import AUTO_BIND_NONE, BASE, NONE, SUBTREE, Connection, Server, Tls
-from ldap3.core.exceptions import LDAPCertificateError, LDAPException, LDAPStartTLSError
+from ldap3.core.exceptions import (
+    LDAPCertificateError, LDAPException, LDAPInvalidFilterError, LDAPSASLPrepError, LDAPStartTLSError,
+)
+from ldap3.operation.search import parse_filter
+from ldap3.protocol.sasl.sasl import validate_simple_password
 from ldap3.utils.conv import escape_filter_chars
 from ldap3.utils.dn import escape_rdn, parse_dn
 
 from ..errors import AccountLocked, ConfigurationError, InvalidCredentials, ServiceUnavailable
 from ..settings import Option, Secret, Settings, boolean, name_list, seconds, text
-from .base import Finding, Identity, PasswordConnector
+from .base import Finding, Identity, PasswordConnector, text_credentials
 
 log = logging.getLogger("dash_enterprise_auth")
 
@@ -116,6 +120,29 @@ def fill(template: str, **values: str) -> str:
     for name, value in values.items():
         template = template.replace("{" + name + "}", escape_filter_chars(value))
     return template
+
+
+def check_filter(template: str, variable: str, **placeholders: str) -> None:
+    """A ConfigurationError naming ``variable`` unless ``template``, filled in, is a filter that
+    ldap3 itself can parse (as it does at every search, with the connection's defaults)."""
+    try:
+        parse_filter(fill(template, **placeholders), None, True, True, None, False)
+    except LDAPInvalidFilterError as exc:
+        raise ConfigurationError(f"{variable}={template!r} is not valid: ldap3 cannot parse it ({exc}); "
+                                 "check that its parentheses are balanced") from None
+
+
+def check_ca_file(path: str) -> None:
+    """A ConfigurationError naming DASH_AUTH_LDAP_CA_FILE unless ``path`` holds CA certificates
+    (loaded as every TLS connection will load them)."""
+    try:
+        ssl.create_default_context(cafile=path)
+    except ssl.SSLError as exc:
+        raise ConfigurationError(f"DASH_AUTH_LDAP_CA_FILE={path!r} holds no CA certificate ({exc.reason}): "
+                                 "use the PEM file of the CA that signed the servers' certificates") from None
+    except OSError as exc:
+        raise ConfigurationError(f"DASH_AUTH_LDAP_CA_FILE={path!r} cannot be read ({exc.strerror}): "
+                                 "use the path of a readable PEM file") from None
 
 
 def rdn_value(dn: str) -> str:
@@ -199,8 +226,20 @@ class Servers:
         for endpoint in self.ordered():
             try:
                 connection = self.connection(endpoint, user, password)
-                bound = connection.bind() if user is not None else True
             except (LDAPException, OSError, ssl.SSLError) as exc:
+                self._failed_at[endpoint.url] = time.monotonic()
+                reasons.append(f"{endpoint.url}: {describe(exc)}")
+                continue
+            try:
+                bound = connection.bind() if user is not None else True
+            except LDAPSASLPrepError as exc:
+                # ldap3 prepares the password before sending it (RFC 4013) and refuses NUL and control
+                # characters: the password's fault, not the server's, which answered and stays first.
+                close_quietly(connection)
+                raise InvalidCredentials(log_detail=f"the password cannot be sent in an LDAP bind: {exc}") \
+                    from None
+            except (LDAPException, OSError, ssl.SSLError) as exc:
+                close_quietly(connection)
                 self._failed_at[endpoint.url] = time.monotonic()
                 reasons.append(f"{endpoint.url}: {describe(exc)}")
                 continue
@@ -272,10 +311,23 @@ class LdapConnector(PasswordConnector):
                 raise ConfigurationError(
                     f"DASH_AUTH_LDAP_USER_FILTER={user_filter!r} is not valid: use a filter in "
                     "parentheses with {username}, e.g. (uid={username})")
+            check_filter(user_filter, "DASH_AUTH_LDAP_USER_FILTER", username="alice")
         if bool(bind_dn) != bool(bind_password):
             raise ConfigurationError("DASH_AUTH_LDAP_BIND_DN and DASH_AUTH_LDAP_BIND_PASSWORD go together: set both")
-        if group_base and "{dn}" not in group_filter and "{username}" not in group_filter:
-            raise ConfigurationError(f"DASH_AUTH_LDAP_GROUP_FILTER={group_filter!r} has neither {{dn}} nor {{username}}")
+        service_password = bind_password.reveal() if isinstance(bind_password, Secret) else bind_password
+        if service_password:
+            try:  # what ldap3 does to it at every bind of the service account
+                validate_simple_password(service_password)
+            except LDAPSASLPrepError as exc:
+                raise ConfigurationError(f"DASH_AUTH_LDAP_BIND_PASSWORD cannot be sent in a simple bind: {exc}") \
+                    from None
+        if group_base:
+            if "{dn}" not in group_filter and "{username}" not in group_filter:
+                raise ConfigurationError(
+                    f"DASH_AUTH_LDAP_GROUP_FILTER={group_filter!r} has neither {{dn}} nor {{username}}")
+            check_filter(group_filter, "DASH_AUTH_LDAP_GROUP_FILTER", dn="uid=alice,dc=example", username="alice")
+        if ca_file:
+            check_ca_file(ca_file)
         self.user_base = user_base
         self.user_filter = user_filter
         self.user_dn_template = user_dn_template
@@ -327,6 +379,7 @@ class LdapConnector(PasswordConnector):
     def authenticate(self, username: str, password: str) -> Identity:
         if not username or not password:
             raise InvalidCredentials(log_detail="empty username or password (would be an unauthenticated bind)")
+        username, password = text_credentials(username, password)
         if self.user_dn_template:
             dn = self.user_dn_template.replace("{username}", escape_rdn(username))
             entry = None
@@ -402,7 +455,10 @@ class LdapConnector(PasswordConnector):
         sign-in whatever the answer (some directories and proxies accept any bind as a name they
         do not have)."""
         nobody = f"{self.username_attribute}={escape_rdn(secrets.token_urlsafe(24))},{self.user_base}"
-        connection, bound = self.servers.connect(nobody, password)
+        try:
+            connection, bound = self.servers.connect(nobody, password)
+        except InvalidCredentials:  # a password no bind can carry: refused like the unknown name itself
+            return False
         close_quietly(connection)
         return bool(bound)
 
