@@ -339,13 +339,18 @@ def test_check_reports_metadata_certificate_skew_and_the_sp_metadata_url(idp):
     assert down.returncode == 1 and "FAIL saml IdP metadata" in down.stdout
 
 
-def test_a_metadata_file_that_disappears_later_gives_503_pages_not_500(make_app, idp, tmp_path, monkeypatch):
+@pytest.mark.parametrize("breaks", ["removed", "not XML"])
+def test_a_metadata_file_that_disappears_later_gives_503_pages_not_500(make_app, idp, tmp_path, monkeypatch, breaks):
+    # At start-up either stops the app with a ConfigurationError naming the variable; later, a 503.
     from dash_enterprise_auth.connectors import saml
 
     metadata = tmp_path / "idp.xml"
     metadata.write_text(idp.metadata_xml())
     app = make_app(connector="saml", saml_idp_metadata_file=str(metadata), allowed_groups=["analysts"])
-    metadata.unlink()
+    if breaks == "removed":
+        metadata.unlink()
+    else:
+        metadata.write_text("not xml")
     monkeypatch.setattr(saml, "METADATA_TTL", 0.0)  # make the next request read the file again
     for path in ("/_dash-auth/login?next=/", "/_dash-auth/saml/metadata"):
         answer = app.server.test_client().get(path, headers=HTML)

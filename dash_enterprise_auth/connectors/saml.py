@@ -24,6 +24,7 @@ from typing import Any, Mapping
 from urllib.parse import urlsplit
 
 import requests
+import xmlsec
 from lxml import etree
 from onelogin.saml2 import xml_utils
 from onelogin.saml2.auth import OneLogin_Saml2_Auth
@@ -31,14 +32,15 @@ from onelogin.saml2.constants import OneLogin_Saml2_Constants as Constants
 from onelogin.saml2.idp_metadata_parser import OneLogin_Saml2_IdPMetadataParser
 from onelogin.saml2.logout_request import OneLogin_Saml2_Logout_Request
 from onelogin.saml2.settings import OneLogin_Saml2_Settings
+from onelogin.saml2.utils import OneLogin_Saml2_Utils
 from onelogin.saml2.xml_utils import OneLogin_Saml2_XML
 
 from ..errors import ConfigurationError, ProviderRefused, ProviderUnavailable
-from ..settings import Option, Settings, boolean, seconds, text
+from ..settings import Option, Settings, boolean, http_url, seconds, text
 from .base import Finding, Identity, ProviderRequest, Redirect, RedirectConnector, logout_id
 from .http import Probe, describe
 
-METADATA_URL = Option("DASH_AUTH_SAML_IDP_METADATA_URL", text, help="the IdP's metadata URL")
+METADATA_URL = Option("DASH_AUTH_SAML_IDP_METADATA_URL", http_url, help="the IdP's metadata URL")
 METADATA_FILE = Option("DASH_AUTH_SAML_IDP_METADATA_FILE", text, help="or the IdP's metadata XML file")
 SP_ENTITY_ID = Option("DASH_AUTH_SAML_SP_ENTITY_ID", text,
                       help="default: the URL of /_dash-auth/saml/metadata")
@@ -84,6 +86,8 @@ class SamlConnector(RedirectConnector):
             raise ConfigurationError("set one of DASH_AUTH_SAML_IDP_METADATA_URL and DASH_AUTH_SAML_IDP_METADATA_FILE")
         if bool(sp_cert) != bool(sp_key):
             raise ConfigurationError("DASH_AUTH_SAML_SP_CERT_FILE and DASH_AUTH_SAML_SP_KEY_FILE go together")
+        if sp_cert and sp_key:
+            _check_sp_credentials(sp_cert, sp_key)
         self.metadata_url = metadata_url
         self.metadata_file = metadata_file
         self.sp_entity_id = sp_entity_id
@@ -102,7 +106,10 @@ class SamlConnector(RedirectConnector):
         self._idp: tuple[float, dict[str, Any]] | None = None
         self._probe = Probe(lambda: self.idp_settings(fresh=True))
         if metadata_file:
-            self.idp_settings()  # a missing or broken file stops start-up
+            try:
+                self.idp_settings()
+            except ProviderUnavailable as exc:  # at start-up a missing or broken file is a setting to fix
+                raise ConfigurationError(exc.log_detail) from None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "SamlConnector":
@@ -126,27 +133,28 @@ class SamlConnector(RedirectConnector):
         with self._lock:
             if not fresh and self._idp and time.monotonic() - self._idp[0] < METADATA_TTL:
                 return self._idp[1]
+        # Later failures (a file broken or removed meanwhile, the URL down) are 503s: the
+        # constructor turns those of a file at start-up into a ConfigurationError naming it.
         if self.metadata_file:
+            source = f"DASH_AUTH_SAML_IDP_METADATA_FILE={self.metadata_file!r}"
             try:
                 xml = Path(self.metadata_file).read_text()
             except OSError as exc:
-                message = f"DASH_AUTH_SAML_IDP_METADATA_FILE={self.metadata_file!r} cannot be read: {exc.strerror}"
-                if self._idp is None:  # at start-up: stop it; later (file removed meanwhile): a 503
-                    raise ConfigurationError(message) from None
-                raise ProviderUnavailable(log_detail=message) from None
+                raise ProviderUnavailable(log_detail=f"{source} cannot be read: {exc.strerror}") from None
         else:
+            source = f"IdP metadata {self.metadata_url}"
             try:
                 response = requests.get(self.metadata_url, timeout=self.timeout)
                 response.raise_for_status()
                 xml = response.text
             except requests.RequestException as exc:
-                raise ProviderUnavailable(log_detail=f"IdP metadata {self.metadata_url}: {describe(exc)}") from None
+                raise ProviderUnavailable(log_detail=f"{source}: {describe(exc)}") from None
         try:
             idp = OneLogin_Saml2_IdPMetadataParser.parse(xml)["idp"]
         except Exception as exc:  # lxml, python3-saml: any parse failure means unusable metadata
-            raise ProviderUnavailable(log_detail=f"IdP metadata cannot be parsed: {exc}") from None
+            raise ProviderUnavailable(log_detail=f"{source} cannot be parsed as SAML metadata: {exc}") from None
         if not idp.get("singleSignOnService", {}).get("url") or not (idp.get("x509cert") or idp.get("x509certMulti")):
-            raise ProviderUnavailable(log_detail="IdP metadata has no SSO endpoint or no signing certificate")
+            raise ProviderUnavailable(log_detail=f"{source} has no SSO endpoint or no signing certificate")
         with self._lock:
             self._idp = (time.monotonic(), idp)
         return idp
@@ -353,6 +361,19 @@ def _validate_with_cached_schema(xml: Any, schema: str, debug: bool = False) -> 
 _compiled = threading.local()
 SHIPPED_VALIDATE_XML = OneLogin_Saml2_XML.validate_xml  # for bench/saml_acs.py's floor
 OneLogin_Saml2_XML.validate_xml = staticmethod(_validate_with_cached_schema)
+
+
+def _check_sp_credentials(cert: str, key: str) -> None:
+    """Load the SP certificate and key as python3-saml will when it signs (xmlsec, after its own
+    formatting), so a file that holds neither stops start-up instead of every sign-in."""
+    for option, pem, form in ((SP_CERT_FILE, OneLogin_Saml2_Utils.format_cert(cert), xmlsec.KeyFormat.CERT_PEM),
+                              (SP_KEY_FILE, OneLogin_Saml2_Utils.format_private_key(key), xmlsec.KeyFormat.PEM)):
+        try:
+            xmlsec.Key.from_memory(pem, form, None)
+        except xmlsec.Error:  # its message is "cannot load key" for both
+            what = "a PEM certificate" if option is SP_CERT_FILE else "an unencrypted PEM private key"
+            raise ConfigurationError(f"{option.name} does not hold {what} (python3-saml's xmlsec cannot "
+                                     "load it)") from None
 
 
 def _read(path: str | None, option: Option) -> str | None:
