@@ -24,7 +24,7 @@ from werkzeug.datastructures import Headers
 from werkzeug.http import parse_cookie
 
 from . import routes
-from .errors import AuthenticationError, ServiceUnavailable
+from .errors import AuthenticationError, ConfigurationError, ServiceUnavailable
 from .guard import Admit, answer_failure, check, is_package_route
 from .protection import Protection
 from .viewer import Viewer, forget, see
@@ -141,6 +141,10 @@ class _SessionWatch:
 def install(server: Any, protection: Protection, proxy_hops: int) -> None:
     """Put the guard in front of a FastAPI or Quart server, in place (servers load it once)."""
     if hasattr(server, "build_middleware_stack"):  # FastAPI/Starlette: outermost, whenever installed
+        if getattr(server, "middleware_stack", None) is not None:  # built at the first request: too late
+            raise ConfigurationError(
+                "dash_enterprise_auth.protect() was called after this FastAPI app started serving, so "
+                "it could not guard it: protect the app where it is created (or set DASH_AUTH_CONNECTOR)")
         build = server.build_middleware_stack
         server.build_middleware_stack = lambda: GuardMiddleware(build(), protection, proxy_hops)
 

@@ -318,3 +318,20 @@ def test_a_sign_in_waiting_on_a_provider_does_not_hold_other_requests(backend, t
         assert waiting["answer"].status_code == 503  # and the sign-in itself failed closed
     finally:
         app.stop()
+
+
+def test_protecting_a_fastapi_app_that_already_serves_is_refused_not_silently_skipped(tmp_path, users_file,
+                                                                                       secret_key):
+    import dash
+
+    import dash_enterprise_auth as auth
+    from dash_enterprise_auth.errors import ConfigurationError
+
+    app = dash.Dash(__name__, backend="fastapi")
+    app.layout = dash.html.Div("hello")
+    from starlette.testclient import TestClient
+
+    assert TestClient(app.server).get("/_dash-layout").status_code == 200  # serving, unprotected
+    with pytest.raises(ConfigurationError, match="after this FastAPI app started serving"):
+        auth.protect(app, connector="basic", users_file=str(users_file), allowed_groups=["analysts"],
+                     secret_key=secret_key, session_store=f"sqlite:///{tmp_path}/s.sqlite3")

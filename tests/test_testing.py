@@ -37,3 +37,4 @@ def test_session_cookie_serves_any_client(make_app):
     client = app.server.test_client()
     client.set_cookie(name, value)
     assert "Hello dora" in client.post("/_dash-update-component", json=UPDATE_GREETING).get_data(as_text=True)
+
