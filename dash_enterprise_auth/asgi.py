@@ -24,7 +24,7 @@ from werkzeug.datastructures import Headers
 from werkzeug.http import parse_cookie
 
 from . import routes
-from .errors import AuthenticationError, ConfigurationError, ServiceUnavailable
+from .errors import AuthenticationError, ConfigurationError
 from .guard import Admit, answer_failure, check, is_package_route
 from .protection import Protection
 from .viewer import Viewer, forget, see
@@ -124,10 +124,10 @@ class _SessionWatch:
         return checked
 
     def _check(self) -> tuple[str | None, Viewer | None]:
-        """(None, the viewer) while the session lives; else (why it ended, None)."""
-        try:
-            outcome = check(self.protection, self.request)
-        except ServiceUnavailable:
+        """(None, the viewer) while the session lives; else (why the socket must end, None). An
+        unavailable store ends it too: nothing is served that the store cannot vouch for."""
+        outcome = check(self.protection, self.request)
+        if isinstance(outcome, Answer) and outcome.status == 503:
             return "the session store is unavailable", None
         if isinstance(outcome, Answer) or outcome.viewer is None:
             return "the session has ended", None
