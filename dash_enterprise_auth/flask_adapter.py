@@ -47,7 +47,7 @@ def _before(protection: Protection) -> flask.Response | None:
     outcome = check(protection, request)
     if isinstance(outcome, Answer):
         return flask_response(outcome)
-    flask.g.setdefault(_TOKEN, see(protection, outcome.viewer, request.script_root))
+    setattr(flask.g, _TOKEN, see(protection, outcome.viewer, request.script_root))
     if outcome.cookies:
         _add_cookies(outcome)
     if is_package_route(protection, request):
