@@ -365,7 +365,7 @@ OneLogin_Saml2_XML.validate_xml = staticmethod(_validate_with_cached_schema)
 
 def _check_sp_credentials(cert: str, key: str) -> None:
     """Load the SP certificate and key as python3-saml will when it signs (xmlsec, after its own
-    formatting), so a file that holds neither stops start-up instead of every sign-in."""
+    formatting), so a file holding no certificate, or no key, stops start-up instead of every sign-in."""
     for option, pem, form in ((SP_CERT_FILE, OneLogin_Saml2_Utils.format_cert(cert), xmlsec.KeyFormat.CERT_PEM),
                               (SP_KEY_FILE, OneLogin_Saml2_Utils.format_private_key(key), xmlsec.KeyFormat.PEM)):
         try:
