@@ -25,6 +25,14 @@ from .base import Finding, Identity, PasswordConnector, text_credentials
 USERS_FILE = Option("DASH_AUTH_USERS_FILE", text, help="path of the users file written by add-user")
 
 GroupsSource = Callable[[str], Any] | Mapping[str, Any] | None
+# Which copy of the users file: device, inode, size, mtime and ctime in ns. An edit through
+# add-user (a new file renamed over the old one) changes the inode; an edit in place changes
+# the ctime even when the size stays and the mtime is set back.
+FileVersion = tuple[int, int, int, int, int]
+
+
+def file_version(stat: os.stat_result) -> FileVersion:
+    return (stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns)
 
 
 class UsersFileError(ConfigurationError):
@@ -94,7 +102,7 @@ class BasicConnector(PasswordConnector):
         self.auth_func = auth_func
         self.user_groups = user_groups
         self._lock = threading.Lock()
-        self._cache: tuple[float, int, dict[str, dict[str, Any]]] | None = None
+        self._cache: tuple[FileVersion, dict[str, dict[str, Any]]] | None = None
         if self.users_file is not None:
             self._users()  # a missing or broken file stops start-up
 
@@ -103,16 +111,21 @@ class BasicConnector(PasswordConnector):
         return cls(settings.get(USERS_FILE))
 
     def _users(self) -> dict[str, dict[str, Any]]:
-        """The users file's content, re-read only when its mtime or size changes."""
+        return self._versioned_users()[1]
+
+    def _versioned_users(self) -> tuple[FileVersion, dict[str, dict[str, Any]]]:
+        """The users file's content and the version it was read at, re-read only when the
+        file's version (see FileVersion) changes."""
         assert self.users_file is not None
         try:
-            stat = os.stat(self.users_file)
+            version = file_version(os.stat(self.users_file))
         except OSError:
-            return read_users_file(self.users_file)  # raises the error that explains the problem
+            read_users_file(self.users_file)  # raises the error that explains the problem
+            raise
         with self._lock:
-            if self._cache is None or self._cache[:2] != (stat.st_mtime, stat.st_size):
-                self._cache = (stat.st_mtime, stat.st_size, read_users_file(self.users_file))
-            return self._cache[2]
+            if self._cache is None or self._cache[0] != version:
+                self._cache = (version, read_users_file(self.users_file))
+            return self._cache
 
     def authenticate(self, username: str, password: str) -> Identity:
         if not username or not password:
@@ -132,11 +145,12 @@ class BasicConnector(PasswordConnector):
 
     def _from_file(self, username: str, password: str) -> Identity:
         try:
-            entry = self._users().get(username)
+            users = self._users()
         except (OSError, ConfigurationError) as exc:
             # Changed into something unusable since start-up: nobody signs in from it until it is
             # fixed (not its last good copy: a removed user or group must not live on).
             raise ServiceUnavailable(log_detail=f"users file unusable, every sign-in refused: {exc}") from None
+        entry = users.get(username)
         if not verify_password(entry["password_hash"] if entry else None, password) or entry is None:
             raise InvalidCredentials(log_detail="wrong username or password")
         return Identity(
