@@ -109,7 +109,7 @@ VARIANTS: dict[str, Variant] = {
     "b": Variant("(b) dash-enterprise-auth, sqlite", "flask", "sqlite"),
     "c": Variant("(c) dash-enterprise-auth, redis", "flask", "redis"),
     "d": Variant("(d) dash-auth BasicAuth (peer)", "flask", "peer", "bench.peer_dash_auth_app:server"),
-    "h": Variant("(h) dash-enterprise-auth, Basic header", "flask", "sqlite", credentials="basic"),
+    "h": Variant("(h) Basic header, every request", "flask", "sqlite", credentials="basic"),
     "fa": Variant("(fa) no auth", "fastapi"),
     "fa2": Variant("(fa2) no auth, A/A control", "fastapi"),
     "fb": Variant("(fb) dash-enterprise-auth, sqlite", "fastapi", "sqlite"),
