@@ -183,3 +183,31 @@ def test_entries_expire_and_the_cache_is_bounded(own_users, verifications):
     now[0] += connector._verified.ttl + 1
     connector.authenticate("alice", PASSWORDS["alice"])  # expired: verified again
     assert len(verifications) == 5
+
+
+def test_under_gunicorn_every_worker_refuses_the_old_password_on_the_next_request(tmp_path, own_users):
+    """Two workers, each with its own cache: after add-user changes alice's password, no request
+    to either worker is answered from a copy made before."""
+    import secrets
+
+    import requests
+
+    from .servers.app_server import start_app
+
+    app = start_app("examples.app:server", {
+        "DASH_AUTH_CONNECTOR": "basic",
+        "DASH_AUTH_USERS_FILE": str(own_users),
+        "DASH_AUTH_ALLOWED_GROUPS": "analysts",
+        "DASH_AUTH_SECRET_KEY": secrets.token_urlsafe(48),
+        "DASH_AUTH_SESSION_STORE": f"sqlite:///{tmp_path}/sessions.sqlite3",
+    }, tmp_path / "server.log")
+    try:
+        def status(password: str) -> int:
+            return requests.get(app.url + "/_dash-layout", headers=basic("alice", password), timeout=30).status_code
+
+        assert [status("wonderland") for _ in range(8)] == [200] * 8  # both workers have it cached
+        add_user(own_users, "alice", "looking-glass", ["analysts"])
+        assert [status("wonderland") for _ in range(8)] == [401] * 8
+        assert [status("looking-glass") for _ in range(4)] == [200] * 4
+    finally:
+        app.stop()
