@@ -3,11 +3,14 @@ on every request pays for Argon2id once, not 50-100 ms of a worker's CPU per req
 
 Why it cannot accept a stale password: an entry is found only under the HMAC of the users
 file's version (device, inode, size, mtime, ctime), the user's stored hash, the username and
-the password. Any edit of the file (a changed password, a removed user, changed groups)
-gives a new version, so every entry made before it stops matching at once; the identity is
-built from the file's current entry, never from the cache. Only successes are stored (a
-wrong password is always verified in full, behind the throttle), entries expire after
-``TTL`` seconds and there are at most ``MAX_ENTRIES`` (least recently used go first).
+the password, looked up with the hash the file holds now. Argon2id's answer depends only on
+the hash and the password, so a hit means this password matches the current hash; and any
+edit of the file (a changed password, a removed user, changed groups) gives a new version,
+so every entry made before it stops matching and the next request is verified in full. The
+identity (groups, name) is built from the file's current entry, never from the cache. Only
+successes are stored (a wrong password is always verified in full, behind the throttle),
+entries expire ``TTL`` seconds after their verification and there are at most
+``MAX_ENTRIES`` (the least recently used go first).
 
 Why no password can be read from it: the keys are HMAC-SHA256 digests under a random key
 made per process and never stored; the values are expiry times.
