@@ -42,8 +42,6 @@ from .servers.negotiate_service import negotiate_get
 from .servers.oidc_server import get_at_provider
 from .servers.oidc_server import submit_login as submit_oidc_login
 from .servers.redis_server import RedisServer
-from .servers.saml_idp import auto_post_form
-from .servers.saml_idp import submit_login as submit_saml_login
 from .test_backends import assert_no_traceback
 from .test_faults import assert_refused_write, fill, save_note, small_disk  # noqa: F401  (small_disk: a fixture)
 from .test_faults import sign_in as sign_in_as_alice
@@ -241,26 +239,19 @@ def test_saml_sp_metadata_names_the_entity_the_acs_and_the_sls(saml_app):
 
 def test_saml_sign_in_through_the_acs_then_hello_then_sp_initiated_logout_through_the_sls(saml_app, saml_idp):
     browser = saml_app.browser(REGISTERED_HOST)
-    at_idp = requests.Session()
-    page = at_idp.get(browser.to_the_provider(saml_idp.sso_url), timeout=30)
-    action, fields = auto_post_form(submit_saml_login(at_idp, page, "alice", "alice-password"))
-    assert action == SAML_SP_ACS_URL and "SAMLResponse" in fields
-    answer = browser.http.post(saml_app.url + urlsplit(action).path, data=fields, allow_redirects=False, timeout=30,
-                               headers={"Accept": "text/html", "Sec-Fetch-Site": "cross-site",
-                                        "Origin": "{0.scheme}://{0.netloc}".format(urlsplit(saml_idp.url))})
-    assert_signed_in(browser, answer, "saml")
+    assert_signed_in(browser, browser.sign_in_at_the_saml_idp(saml_idp), "saml")
     hello(browser)
 
     out = browser.get("/_dash-auth/logout")
     assert out.status_code == 302 and out.headers["Location"].startswith(saml_idp.slo_url), \
         (out.status_code, out.headers.get("Location"), log_tail(saml_app))
     assert update(browser, callback_body("greeting.children", "city", "children", "NYC")).status_code == 401
-    back = at_the_idp_until_back(at_idp, out.headers["Location"])
+    back = at_the_idp_until_back(browser.at_idp, out.headers["Location"])
     assert urlsplit(back).path == "/_dash-auth/saml/sls" and "SAMLResponse" in back, back
     done = browser.get(local(back))
     assert done.status_code == 302 and done.headers["Location"] == "/_dash-auth/signed-out", \
         (done.status_code, done.text[:300], log_tail(saml_app))
-    again = at_idp.get(browser.to_the_provider(saml_idp.sso_url), timeout=30)
+    again = browser.at_idp.get(browser.to_the_provider(saml_idp.sso_url), timeout=30)
     assert 'name="password"' in again.text  # the IdP's session ended too
 
 

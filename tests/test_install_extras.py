@@ -150,6 +150,7 @@ class Browser:
 
     def __init__(self, app: RunningApp, host: str | None = None) -> None:
         self.app, self.http = app, requests.Session()
+        self.at_idp = requests.Session()  # the same person's browser at the identity provider
         if host:
             self.http.headers["Host"] = host
 
@@ -176,6 +177,16 @@ class Browser:
         assert started.status_code == 302, (started.status_code, started.text[:500], self.app.log())
         assert started.headers["Location"].startswith(provider_url), started.headers["Location"]
         return started.headers["Location"]
+
+    def sign_in_at_the_saml_idp(self, idp) -> requests.Response:
+        """alice signs in at the SAML IdP (its session kept in ``at_idp``); the app's answer to the
+        IdP page's POST to the ACS, sent as the browser sends it."""
+        page = self.at_idp.get(self.to_the_provider(idp.sso_url), timeout=30)
+        action, fields = auto_post_form(submit_saml_login(self.at_idp, page, "alice", "alice-password"))
+        assert action == SAML_SP_ACS_URL and "SAMLResponse" in fields
+        return self.http.post(self.app.url + urlsplit(action).path, data=fields, allow_redirects=False, timeout=30,
+                              headers={"Accept": "text/html", "Sec-Fetch-Site": "cross-site",
+                                       "Origin": "{0.scheme}://{0.netloc}".format(urlsplit(idp.url))})
 
     def viewer(self) -> dict:
         """What the app's callback says about the viewer."""
@@ -243,14 +254,7 @@ def test_the_saml_extra_alone_sends_people_to_the_idp_and_signs_them_in(fresh_ve
     """The defect this module was written for: [saml] alone could not even start the app."""
     app = started(venv_for(fresh_venvs, "saml"), saml_settings(saml_idp, saml_sp_keys, tmp_path))
     browser = Browser(app, REGISTERED_HOST)
-    at_idp = requests.Session()
-    page = at_idp.get(browser.to_the_provider(saml_idp.sso_url), timeout=30)
-    action, fields = auto_post_form(submit_saml_login(at_idp, page, "alice", "alice-password"))
-    assert action == SAML_SP_ACS_URL and "SAMLResponse" in fields
-    answer = browser.http.post(app.url + urlsplit(action).path, data=fields, allow_redirects=False, timeout=30,
-                               headers={"Accept": "text/html", "Sec-Fetch-Site": "cross-site",
-                                        "Origin": "{0.scheme}://{0.netloc}".format(urlsplit(saml_idp.url))})
-    assert_signed_in(browser, answer, "saml")
+    assert_signed_in(browser, browser.sign_in_at_the_saml_idp(saml_idp), "saml")
 
 
 def test_the_redis_extra_alone_keeps_sessions_in_redis(fresh_venvs, started, redis_server):
