@@ -222,3 +222,30 @@ def test_store_urls_are_shown_without_passwords(url, shown):
     from dash_enterprise_auth.stores import redact
 
     assert redact(url) == shown
+
+
+def _open_at_the_barrier(path: str, barrier, results) -> None:
+    barrier.wait()
+    try:
+        SQLiteStore(path)
+        results.put("ok")
+    except Exception as exc:  # reported to the test, whatever it is
+        results.put(repr(exc)[:300])
+
+
+def test_workers_starting_together_on_a_new_sqlite_file_all_start(tmp_path):
+    """Two to eight workers of one server open the same new store at the same moment: none may
+    die with "database is locked" (SQLite refuses concurrent switches to WAL without waiting)."""
+    import multiprocessing
+
+    fork = multiprocessing.get_context("fork")
+    for trial in range(15):
+        barrier, results = fork.Barrier(8), fork.Queue()
+        workers = [fork.Process(target=_open_at_the_barrier, args=(str(tmp_path / f"{trial}.sqlite3"), barrier,
+                                                                   results)) for _ in range(8)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join(30)
+        outcomes = [results.get(timeout=5) for _ in workers]
+        assert outcomes == ["ok"] * 8, outcomes

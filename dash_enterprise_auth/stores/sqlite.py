@@ -45,6 +45,9 @@ CREATE TABLE IF NOT EXISTS failures (
 """
 
 
+START_UP_WAIT = 10.0  # seconds a new store waits for other workers creating the same file
+
+
 class SQLiteStore(SessionStore):
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
@@ -52,14 +55,30 @@ class SQLiteStore(SessionStore):
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             os.close(os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600))
-            with self._run() as db:
-                db.executescript(SCHEMA)
+            self._create_schema()
         except (OSError, SessionStoreUnavailable) as exc:
             reason = exc.strerror if isinstance(exc, OSError) else exc.log_detail
             raise ConfigurationError(
                 f"DASH_AUTH_SESSION_STORE=sqlite:///{self.path} cannot be used: {reason}; "
                 "point it at a writable file on a local disk"
             ) from None
+
+    def _create_schema(self) -> None:
+        """WAL mode and the tables. Workers of one server start at the same moment, and SQLite
+        answers "database is locked" to all but one of them switching a new file to WAL without
+        waiting (its busy timeout does not cover that): so a locked start-up is tried again for a
+        few seconds, on a fresh connection, before it counts as an unusable store."""
+        deadline = time.monotonic() + START_UP_WAIT
+        while True:
+            try:
+                with self._run() as db:
+                    db.executescript(SCHEMA)
+                return
+            except SessionStoreUnavailable as exc:
+                if "locked" not in exc.log_detail or time.monotonic() >= deadline:
+                    raise
+                self.close()
+                time.sleep(0.02)
 
     def _connection(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
