@@ -15,6 +15,7 @@ from typing import Any
 
 from itsdangerous import BadSignature, Signer
 
+from .blocking import refuse_io
 from .identity import Identity
 from .errors import SessionEnded
 from .settings import Secret
@@ -79,6 +80,7 @@ class SessionLayer:
             return None
         now = time.time()
         if now - record.last_seen >= self.timeouts.touch_every:
+            refuse_io("refreshing the idle timer")
             record.last_seen = now
             record.expires_at = min(now + self.timeouts.idle, record.created_at + self.timeouts.max_age)
             if not self.store.update(record.key, {"last_seen": now, "expires_at": record.expires_at}):

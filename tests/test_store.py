@@ -9,7 +9,7 @@ import pytest
 import redis
 
 from dash_enterprise_auth.errors import ConfigurationError, SessionStoreUnavailable
-from dash_enterprise_auth.stores import SessionRecord, SQLiteStore, open_store
+from dash_enterprise_auth.stores import SessionRecord, SessionStore, SQLiteStore, open_store
 
 
 def record(key: str = "k1", username: str = "alice", ttl: float = 60, **data) -> SessionRecord:
@@ -111,6 +111,7 @@ def test_read_only_store_fails_closed_with_store_unavailable(tmp_path):
     SQLiteStore(path).put(record())
     store = ReadOnlySQLiteStore.__new__(ReadOnlySQLiteStore)
     store.path = path
+    SessionStore.__init__(store)  # no change marks: every read goes to the file
     with pytest.raises(SessionStoreUnavailable):
         store.put(record("k2"))
     assert store.get("k1") is not None  # reading still works

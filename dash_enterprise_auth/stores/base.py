@@ -8,15 +8,19 @@ from __future__ import annotations
 import json
 import time
 from abc import ABC, abstractmethod
+from collections import OrderedDict
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Hashable
 
+from ..blocking import refuse_io
 from ..identity import Identity
+from .marks import Marks
 
 # Parsed records by their stored form, so a request whose record did not change
 # since the last one skips the parse. Bounded; cleared whole when full.
 _PARSED: dict[Hashable, "SessionRecord"] = {}
 _PARSED_MAX = 4096
+RECENT_MAX = 4096  # records each process keeps in memory, per store
 
 
 # Fields of a record that SessionStore.update may change; the rest is fixed at sign-in.
@@ -89,8 +93,13 @@ class SessionRecord:
             if len(_PARSED) >= _PARSED_MAX:
                 _PARSED.clear()
             _PARSED[stored] = cached
-        fresh = object.__new__(cls)  # a shallow copy, several times cheaper than copy.copy
-        fresh.__dict__.update(cached.__dict__)
+        return cached.copy()
+
+    def copy(self) -> "SessionRecord":
+        """A shallow copy (several times cheaper than ``copy.copy``): its fields may be reassigned,
+        the identity and user data inside are shared and read-only."""
+        fresh = object.__new__(SessionRecord)
+        fresh.__dict__.update(self.__dict__)
         return fresh
 
     @property
@@ -103,11 +112,52 @@ class SessionRecord:
 
 
 class SessionStore(ABC):
-    """Where session records and sign-in failure counters live, shared by all workers."""
+    """Where session records and sign-in failure counters live, shared by all workers.
 
-    @abstractmethod
+    A store whose writes change :class:`~.marks.Marks` (``self.marks``, set by the
+    subclass) lets every process answer most :meth:`get` calls from memory: a record read
+    before is served again only while no write has touched its slot since. A subclass
+    calls :meth:`_changed` after each stored write of a session record.
+    """
+
+    def __init__(self, marks: Marks | None = None) -> None:
+        self.marks = marks
+        self._recent: OrderedDict[str, tuple[int, SessionRecord]] = OrderedDict()
+
     def get(self, key: str) -> SessionRecord | None:
         """The live record, or None (missing, expired or unreadable)."""
+        marks = self.marks
+        mark = marks.mark(key) if marks is not None else None  # taken before the read, never after
+        if mark is not None:
+            known = self._recent.get(key)
+            if known is not None and known[0] == mark:
+                record = known[1]
+                return record.copy() if record.expires_at > time.time() else None
+        refuse_io("reading a session record")
+        record = self._load(key)
+        if mark is not None and record is not None:
+            self._remember(key, mark, record)
+        return record
+
+    def _remember(self, key: str, mark: int, record: SessionRecord) -> None:
+        recent = self._recent
+        recent[key] = (mark, record.copy())
+        while len(recent) > RECENT_MAX:
+            try:
+                recent.popitem(last=False)
+            except KeyError:  # emptied by another thread meanwhile
+                break
+
+    def _changed(self, *keys: str) -> None:
+        """After a write of these records is stored: every process reads them again."""
+        if self.marks is not None:
+            for key in keys:
+                self.marks.changed(key)
+                self._recent.pop(key, None)
+
+    @abstractmethod
+    def _load(self, key: str) -> SessionRecord | None:
+        """The live record as stored now, or None (missing, expired or unreadable)."""
 
     @abstractmethod
     def put(self, record: SessionRecord) -> None:

@@ -3,7 +3,9 @@
 Every record is one hash with Redis's own expiry, so nothing needs purging;
 its fields can be changed one by one, so a request refreshing the idle timer
 never writes back user data another request has just changed;
-a per-user set of record keys serves ``delete_user`` and ``sessions list``
+every write publishes the record's key on a channel that lets each process
+serve records it has read from memory while they have not changed
+(``redis_channel``); a per-user set of record keys serves ``delete_user`` and ``sessions list``
 and is pruned of ended sessions as it is read; a set per logout id serves
 ``delete_by_logout_id`` and expires with the last session in it. Any Redis failure becomes
 SessionStoreUnavailable within the socket timeout, and the connection pool
@@ -21,6 +23,7 @@ from redis.exceptions import RedisError
 
 from ..errors import SessionStoreUnavailable
 from .base import UPDATABLE, SessionRecord, SessionStore, redact
+from .redis_channel import CHANNEL, ChannelMarks
 
 log = logging.getLogger("dash_enterprise_auth")
 
@@ -31,11 +34,13 @@ FIELDS = ("key", "username", "identity", "created_at", "last_seen", "expires_at"
 JSON_FIELDS = ("identity", "user_data")
 
 # Change fields of a session hash only if it still exists (an ended session
-# must not come back), and move its expiry with it. ARGV: expiry ms or "", field, value, ...
+# must not come back), move its expiry with it, and tell every process.
+# KEYS: the hash, the channel. ARGV: the record key, expiry ms or "", field, value, ...
 UPDATE_SCRIPT = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-redis.call('HSET', KEYS[1], unpack(ARGV, 2))
-if ARGV[1] ~= '' then redis.call('PEXPIREAT', KEYS[1], ARGV[1]) end
+redis.call('HSET', KEYS[1], unpack(ARGV, 3))
+if ARGV[2] ~= '' then redis.call('PEXPIREAT', KEYS[1], ARGV[2]) end
+redis.call('PUBLISH', KEYS[2], ARGV[1])
 return 1
 """
 
@@ -70,6 +75,8 @@ class RedisStore(SessionStore):
         self._redis = redis.Redis.from_url(url, socket_timeout=TIMEOUT, socket_connect_timeout=TIMEOUT)
         self.where = redact(url)
         self._update = self._redis.register_script(UPDATE_SCRIPT)
+        self._channel = ChannelMarks(self._redis)
+        super().__init__(self._channel)
 
     def _fail(self, exc: Exception) -> SessionStoreUnavailable:
         return SessionStoreUnavailable(log_detail=f"session store {self.where}: {exc}")
@@ -86,7 +93,7 @@ class RedisStore(SessionStore):
     def _logout_id(logout_id: str) -> str:
         return f"{PREFIX}l:{logout_id}"
 
-    def get(self, key: str) -> SessionRecord | None:
+    def _load(self, key: str) -> SessionRecord | None:
         try:
             raw = tuple(self._redis.hmget(self._session(key), FIELDS))
         except RedisError as exc:
@@ -118,10 +125,12 @@ class RedisStore(SessionStore):
                     pipe.sadd(index, record.key)
                     pipe.expireat(index, expires_at, nx=True)  # a new set gets the record's expiry...
                     pipe.expireat(index, expires_at, gt=True)  # ...and an old one keeps the latest
+                pipe.publish(CHANNEL, record.key)
                 pipe.scard(user)
                 size = pipe.execute()[-1]
         except RedisError as exc:
             raise self._fail(exc) from None
+        self._changed(record.key)
         if size > PRUNE_ABOVE:
             self._live_keys(record.username)
 
@@ -135,15 +144,21 @@ class RedisStore(SessionStore):
             return True
         expiry = str(int(changes["expires_at"] * 1000)) if "expires_at" in changes else ""
         try:
-            return bool(self._update(keys=[self._session(key)], args=[expiry, *fields]))
+            updated = bool(self._update(keys=[self._session(key), CHANNEL], args=[key, expiry, *fields]))
         except RedisError as exc:
             raise self._fail(exc) from None
+        self._changed(key)
+        return updated
 
     def delete(self, key: str) -> None:
         try:
-            self._redis.delete(self._session(key))
+            with self._redis.pipeline(transaction=True) as pipe:
+                pipe.delete(self._session(key))
+                pipe.publish(CHANNEL, key)
+                pipe.execute()
         except RedisError as exc:
             raise self._fail(exc) from None
+        self._changed(key)
 
     def _live_keys(self, username: str) -> list[str]:
         """The user's record keys that still exist; ended ones leave the set."""
@@ -169,23 +184,28 @@ class RedisStore(SessionStore):
             with self._redis.pipeline(transaction=True) as pipe:
                 for key in keys:
                     pipe.delete(self._session(key))
+                    pipe.publish(CHANNEL, key)
                 pipe.delete(self._user(username))
-                deleted = pipe.execute()[:-1]
+                deleted = pipe.execute()[:-1:2]
         except RedisError as exc:
             raise self._fail(exc) from None
+        self._changed(*keys)
         return sum(deleted)
 
     def delete_by_logout_id(self, logout_id: str) -> int:
         index = self._logout_id(logout_id)
         try:
-            keys = self._redis.smembers(index)
+            keys = [k.decode() for k in self._redis.smembers(index)]
             with self._redis.pipeline(transaction=True) as pipe:
                 for key in keys:
-                    pipe.delete(self._session(key.decode()))
+                    pipe.delete(self._session(key))
+                    pipe.publish(CHANNEL, key)
                 pipe.delete(index)
-                return sum(pipe.execute()[:-1])
+                deleted = pipe.execute()[:-1:2]
         except RedisError as exc:
             raise self._fail(exc) from None
+        self._changed(*keys)
+        return sum(deleted)
 
     def list_sessions(self, username: str | None = None) -> list[SessionRecord]:
         try:
@@ -269,4 +289,5 @@ class RedisStore(SessionStore):
             raise self._fail(exc) from None
 
     def close(self) -> None:
+        self._channel.close()
         self._redis.close()

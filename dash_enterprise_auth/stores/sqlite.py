@@ -13,8 +13,10 @@ import threading
 import time
 from pathlib import Path
 
+from ..blocking import refuse_io
 from ..errors import ConfigurationError, SessionStoreUnavailable
 from .base import UPDATABLE, SessionRecord, SessionStore
+from .marks import FileMarks
 
 log = logging.getLogger("dash_enterprise_auth")
 
@@ -56,6 +58,7 @@ class SQLiteStore(SessionStore):
             self.path.parent.mkdir(parents=True, exist_ok=True)
             os.close(os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600))
             self._create_schema()
+            super().__init__(FileMarks(self.path.with_name(self.path.name + "-marks")))
         except (OSError, SessionStoreUnavailable) as exc:
             reason = exc.strerror if isinstance(exc, OSError) else exc.log_detail
             raise ConfigurationError(
@@ -92,7 +95,7 @@ class SQLiteStore(SessionStore):
     def _run(self) -> "_Guarded":
         return _Guarded(self)
 
-    def get(self, key: str) -> SessionRecord | None:
+    def _load(self, key: str) -> SessionRecord | None:
         with self._run() as db:
             row = db.execute("SELECT body, expires_at FROM sessions WHERE key = ?", (key,)).fetchone()
         if row is None or row[1] <= time.time():
@@ -113,6 +116,7 @@ class SQLiteStore(SessionStore):
             if record.logout_ids:
                 db.executemany("INSERT OR IGNORE INTO logout_ids (logout_id, key) VALUES (?, ?)",
                                [(logout_id, record.key) for logout_id in record.logout_ids])
+        self._changed(record.key)
 
     def update(self, key: str, changes: dict) -> bool:
         paths, args = [], []
@@ -130,22 +134,29 @@ class SQLiteStore(SessionStore):
                 "WHERE key = ? AND expires_at > ?",
                 (*args, *extra, key, time.time()),
             )
+        self._changed(key)
         return cursor.rowcount == 1
 
     def delete(self, key: str) -> None:
         with self._run() as db:
             db.execute("DELETE FROM sessions WHERE key = ?", (key,))
+        self._changed(key)
 
     def delete_user(self, username: str) -> int:
         with self._run() as db:
-            return db.execute("DELETE FROM sessions WHERE username = ?", (username,)).rowcount
+            keys = [row[0] for row in db.execute("DELETE FROM sessions WHERE username = ? RETURNING key",
+                                                 (username,)).fetchall()]
+        self._changed(*keys)
+        return len(keys)
 
     def delete_by_logout_id(self, logout_id: str) -> int:
         with self._run() as db:
-            count = db.execute("DELETE FROM sessions WHERE key IN (SELECT key FROM logout_ids WHERE logout_id = ?)",
-                               (logout_id,)).rowcount
+            keys = [row[0] for row in db.execute(
+                "DELETE FROM sessions WHERE key IN (SELECT key FROM logout_ids WHERE logout_id = ?) RETURNING key",
+                (logout_id,)).fetchall()]
             db.execute("DELETE FROM logout_ids WHERE logout_id = ?", (logout_id,))
-        return count
+        self._changed(*keys)
+        return len(keys)
 
     def list_sessions(self, username: str | None = None) -> list[SessionRecord]:
         query = "SELECT body FROM sessions WHERE expires_at > ?"
@@ -231,6 +242,7 @@ class _Guarded:
         self.store = store
 
     def __enter__(self) -> sqlite3.Connection:
+        refuse_io("the SQLite session store")
         try:
             return self.store._connection()
         except sqlite3.Error as exc:

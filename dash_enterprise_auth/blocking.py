@@ -1,0 +1,35 @@
+"""Where the guard may not wait: on an ASGI server's event loop.
+
+The ASGI middleware first answers each request on the loop itself, which is
+cheap when everything it needs is already in memory (a session record this
+process has seen and nobody changed since). Each place that would wait on the
+session store, a provider or a slow hash calls :func:`refuse_io` first; on the
+loop that raises :class:`WouldBlock` before anything was done, and the
+middleware asks again on a thread, where the same call simply goes on.
+"""
+from __future__ import annotations
+
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Iterator
+
+_on_loop: ContextVar[bool] = ContextVar("dash_enterprise_auth_on_loop", default=False)
+
+
+class WouldBlock(Exception):
+    """Answering needs I/O, which the event loop must not wait for."""
+
+
+def refuse_io(what: str) -> None:
+    """Raise WouldBlock when running inside :func:`on_event_loop`; otherwise nothing."""
+    if _on_loop.get():
+        raise WouldBlock(what)
+
+
+@contextmanager
+def on_event_loop() -> Iterator[None]:
+    token = _on_loop.set(True)
+    try:
+        yield
+    finally:
+        _on_loop.reset(token)

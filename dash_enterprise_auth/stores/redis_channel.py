@@ -1,0 +1,107 @@
+"""Change marks for the Redis store: an invalidation channel every write publishes to.
+
+Each process holds one subscribed connection and, before any record is served
+from memory, reads what has arrived on it (a non-blocking check of the
+socket). Redis delivers a write's message before it answers the writer, so a
+write that has returned is known to every process whose next request comes
+after it, as with a plain read. Marks are per process: a message about a key
+moves its slot's mark.
+
+Nothing is served from memory unless the channel is known to work: until the
+subscription is confirmed, after any error on it (the subscription is then
+made again and every mark moves, since messages may have been lost
+meanwhile), and when Redis has not answered the channel's own PING within
+``LIVE_FOR`` seconds (a connection that silently died).
+"""
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections import deque
+
+import redis
+from redis.exceptions import RedisError
+
+from .marks import SLOTS, slot_of
+
+CHANNEL = "dash-auth:changed"
+PING_EVERY = 0.5  # seconds between the channel's PINGs while the process is serving
+LIVE_FOR = 1.5  # seconds after the last answer on the channel during which it counts as working
+RETRY_EVERY = 1.0  # seconds between attempts to subscribe again after a failure
+
+
+class ChannelMarks:
+    def __init__(self, client: redis.Redis) -> None:
+        self._pool = client.connection_pool
+        self._lock = threading.Lock()
+        self._marks = [0] * SLOTS
+        self._conn: redis.connection.AbstractConnection | None = None
+        self._pid = 0
+        self._alive_at = 0.0  # the channel surely worked at this monotonic time (a PING sent then was answered)
+        self._asked: deque[float] = deque()  # when the PINGs (and the SUBSCRIBE) not yet answered were sent
+        self._next_try = 0.0
+
+    def mark(self, key: str) -> int | None:
+        with self._lock:
+            now = time.monotonic()
+            if not self._read_channel(now):
+                return None
+            return self._marks[slot_of(key)]
+
+    def changed(self, key: str) -> None:
+        with self._lock:  # this process's own message follows; meanwhile, not from memory
+            self._marks[slot_of(key)] += 1
+
+    def close(self) -> None:
+        with self._lock:
+            self._drop(time.monotonic())
+
+    def _read_channel(self, now: float) -> bool:
+        """Apply what the channel brought; whether it is known to work right now."""
+        if self._conn is None or self._pid != os.getpid():
+            if now < self._next_try and self._pid == os.getpid():
+                return False
+            self._subscribe(now)
+            return False  # confirmed by the next read, not this one
+        try:
+            while self._conn.can_read(timeout=0):
+                self._apply(self._conn.read_response())
+            if not self._asked or now - self._asked[-1] >= PING_EVERY:
+                self._conn.send_command("PING")
+                self._asked.append(now)
+        except (RedisError, OSError, ValueError, IndexError):
+            self._drop(now)
+            return False
+        return now - self._alive_at < LIVE_FOR
+
+    def _apply(self, message: list) -> None:
+        kind = message[0]
+        if kind == b"message":
+            self._marks[slot_of(message[2].decode("latin-1"))] += 1
+            return
+        # The answer to our SUBSCRIBE or to a PING: every message published before it was asked is read.
+        self._alive_at = self._asked.popleft()
+        if kind == b"subscribe":  # what was published before is unknown here: move every mark once
+            self._marks = [m + 1 for m in self._marks]
+
+    def _subscribe(self, now: float) -> None:
+        self._pid = os.getpid()  # a connection inherited over fork belongs to the parent: never used
+        self._conn = self._pool.connection_class(**self._pool.connection_kwargs)
+        try:
+            self._conn.connect()
+            self._conn.send_command("SUBSCRIBE", CHANNEL)
+            self._asked = deque([now])
+        except (RedisError, OSError):
+            self._drop(now)
+
+    def _drop(self, now: float) -> None:
+        if self._conn is not None and self._pid == os.getpid():
+            try:
+                self._conn.disconnect()
+            except (RedisError, OSError):
+                pass
+        self._conn = None
+        self._alive_at = 0.0
+        self._asked.clear()
+        self._next_try = now + RETRY_EVERY
