@@ -7,11 +7,12 @@ not run for most of those. For each HTTP request it asks the guard, answers
 refusals and the package's routes itself, and lets the rest through with the
 viewer in the ``contextvars`` variable that Dash copies into every callback.
 
-Anything that can block (the session store, a connector talking to its
-provider, Argon2, python3-saml) runs on a thread pool, so a slow sign-in never
-holds the event loop: the guard's quick store checks and the sign-in routes
-have pools of their own, so sign-ins waiting on a provider cannot starve page
-loads. No policy lives here.
+The guard first runs on the event loop, where most requests are answered
+from memory (see ``blocking``); anything that can block (the session store, a
+connector talking to its provider, Argon2, python3-saml) runs on a thread
+pool, so a slow sign-in never holds the event loop: the guard's store checks
+and the sign-in routes have pools of their own, so sign-ins waiting on a
+provider cannot starve page loads. No policy lives here.
 """
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from werkzeug.datastructures import Headers
 from werkzeug.http import parse_cookie
 
 from . import routes
+from .blocking import WouldBlock, on_event_loop
 from .errors import AuthenticationError, ConfigurationError
 from .guard import Admit, answer_failure, check, is_package_route
 from .protection import Protection
@@ -64,7 +66,7 @@ class GuardMiddleware:
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = plain_request(scope)
-        outcome = await _in_pool(_GUARD_POOL, check, self.protection, request)
+        outcome = await _check(self.protection, request)
         if isinstance(outcome, Answer):
             return await send_answer(outcome, send)
         token = see(self.protection, outcome.viewer, request.script_root)
@@ -88,7 +90,7 @@ class GuardMiddleware:
         """The handshake needs a live session; every message after it is checked again, so a
         session that ends (logout elsewhere, revocation, expiry) ends the socket with it."""
         request = plain_request(scope)
-        outcome = await _in_pool(_GUARD_POOL, check, self.protection, request)
+        outcome = await _check(self.protection, request)
         if isinstance(outcome, Answer):
             return await _refuse_handshake(scope, outcome, send)
         watch = _SessionWatch(self.protection, request, outcome, send)
@@ -114,7 +116,7 @@ class _SessionWatch:
             message = await receive()
             if message["type"] != "websocket.receive" or not self.signed_in or message.get("text") == HEARTBEAT:
                 return message
-            ended, viewer = await _in_pool(_GUARD_POOL, self._check)
+            ended, viewer = self._verdict(await _check(self.protection, self.request))
             if ended is None:
                 see(self.protection, viewer, self.request.script_root)  # fresher user data for what follows
                 return message
@@ -123,10 +125,10 @@ class _SessionWatch:
             return {"type": "websocket.disconnect", "code": SESSION_ENDED}
         return checked
 
-    def _check(self) -> tuple[str | None, Viewer | None]:
+    @staticmethod
+    def _verdict(outcome: Answer | Admit) -> tuple[str | None, Viewer | None]:
         """(None, the viewer) while the session lives; else (why the socket must end, None). An
         unavailable store ends it too: nothing is served that the store cannot vouch for."""
-        outcome = check(self.protection, self.request)
         if isinstance(outcome, Answer) and outcome.status == 503:
             return "the session store is unavailable", None
         if isinstance(outcome, Answer) or outcome.viewer is None:
@@ -169,8 +171,32 @@ def install(server: Any, protection: Protection, proxy_hops: int) -> None:
 
 # -- translation --------------------------------------------------------------------------------
 
+class ScopeHeaders(dict):
+    """An ASGI scope's headers by name, any case: the first value of a repeated header, except
+    ``Cookie``, whose values are joined (HTTP/2 sends one per cookie). Cheaper to build than
+    werkzeug's ``Headers``, which matters once per request."""
+
+    def __init__(self, raw: Any) -> None:
+        super().__init__()
+        for name, value in raw:
+            key = name.decode("latin-1").lower()
+            if key not in self:
+                self[key] = value.decode("latin-1")
+            elif key == "cookie":
+                self[key] += "; " + value.decode("latin-1")
+
+    def get(self, name: str, default: Any = None) -> Any:  # type: ignore[override]
+        return super().get(name.lower(), default)
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and super().__contains__(name.lower())
+
+    def __getitem__(self, name: str) -> str:
+        return super().__getitem__(name.lower())
+
+
 def plain_request(scope: Scope) -> Request:
-    headers = Headers([(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope.get("headers", ())])
+    headers = ScopeHeaders(scope.get("headers", ()))
     root = scope.get("root_path", "") or ""
     path = scope.get("path", "/")
     if root and path.startswith(root):
@@ -221,6 +247,17 @@ def trust_proxies(scope: Scope, hops: int) -> Scope:
         scope["root_path"] = prefix + scope.get("root_path", "")
         scope["path"] = prefix + scope["path"]
     return scope
+
+
+async def _check(protection: Protection, request: Request) -> Answer | Admit:
+    """The guard's answer: on the loop when it needs nothing but memory (a session record this
+    process knows to be current), else on the guard's threads."""
+    with on_event_loop():
+        try:
+            return check(protection, request)
+        except WouldBlock:
+            pass
+    return await _in_pool(_GUARD_POOL, check, protection, request)
 
 
 async def _in_pool(pool: ThreadPoolExecutor, func: Callable[..., Any], *args: Any) -> Any:

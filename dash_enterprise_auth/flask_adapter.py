@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import Any
 
 import flask
-from werkzeug.datastructures import Headers
 
 from . import routes
 from .errors import AuthenticationError
@@ -31,7 +30,7 @@ def install(server: flask.Flask, protection: Protection) -> None:
 def plain_request(req: flask.Request, with_form: bool = False) -> Request:
     return Request(
         method=req.method, path=req.path, query_string=req.query_string.decode("latin-1"),
-        headers=Headers(req.headers), cookies=req.cookies,
+        headers=req.headers, cookies=req.cookies,
         form=req.form.to_dict() if with_form and req.method == "POST" else {},
         client=req.remote_addr or "", scheme=req.scheme, host=req.host, script_root=req.script_root,
     )

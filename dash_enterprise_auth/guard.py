@@ -66,7 +66,7 @@ def check(protection: Protection, request: Request) -> Answer | Admit:
 
 
 def is_package_route(protection: Protection, request: Request) -> bool:
-    return request.path.startswith(protection.prefixes.package_route(""))
+    return request.path.startswith(protection.prefixes.package_routes)
 
 
 def answer_failure(protection: Protection, request: Request, exc: AuthenticationError) -> Answer:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Mapping
 
 
@@ -30,6 +31,12 @@ class Identity:
     connector: str = ""
     private: Mapping[str, Any] = field(default_factory=dict, repr=False)
     logout_ids: tuple[str, ...] = ()
+
+    @cached_property
+    def folded_groups(self) -> frozenset[str]:
+        """Group names and ids, case-folded once (an identity lives as long as its session's
+        record in memory, and every request asks whether it is in an allowed group)."""
+        return frozenset(g.casefold() for g in (*self.groups, *self.group_ids))
 
     def public_dict(self) -> dict[str, Any]:
         """What app code may see (``is_authorized_hook``): everything but ``private``."""

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Iterable
 
 from werkzeug.routing import Map, Rule
@@ -78,12 +79,16 @@ class Policy:
             return True
         if identity.username.casefold() in self.allowed_users:
             return True
-        return any(g.casefold() in self.allowed_groups for g in (*identity.groups, *identity.group_ids))
+        return not self.allowed_groups.isdisjoint(identity.folded_groups)
+
+    @cached_property
+    def package_routes(self) -> str:
+        return self.routes_prefix.rstrip("/") + PACKAGE_ROUTES
 
 
 def decide(policy: Policy, identity: Identity | None, path: str) -> Decision:
     """The package's own routes and public paths are open; the rest follows the level."""
-    if path.startswith(policy.routes_prefix.rstrip("/") + PACKAGE_ROUTES) or path in policy.public_paths:
+    if path.startswith(policy.package_routes) or path in policy.public_paths:
         return Decision.ALLOW
     if policy.level is PrivacyLevel.UNAUTHORIZED:
         return Decision.ALLOW

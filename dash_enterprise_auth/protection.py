@@ -13,6 +13,7 @@ import time
 from typing import Any, Callable, Mapping
 
 from .audit import audit
+from .blocking import refuse_io
 from .config import CoreConfig
 from .connectors import Connector, Identity, PasswordConnector
 from .connectors.base import ProviderSharing
@@ -119,6 +120,7 @@ class Protection:
         """The viewer of a live record; renews its Kerberos ticket when that is due."""
         identity = record.as_identity()
         if self.kerberos is not None and self.kerberos.due_for_renewal(identity.private, time.time()):
+            refuse_io("renewing a Kerberos ticket")
             renewed = self.kerberos.renewed(identity)
             if renewed is not None and self.sessions.replace_identity(record, renewed):
                 identity = renewed
@@ -135,6 +137,7 @@ class Protection:
         scheme, _, encoded = header.partition(" ")
         if scheme.lower() != "basic":
             return None
+        refuse_io("checking a password")
         try:
             decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
         except (binascii.Error, UnicodeDecodeError, ValueError):

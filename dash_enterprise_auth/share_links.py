@@ -14,6 +14,7 @@ from typing import Callable
 from itsdangerous import BadSignature, TimestampSigner
 from werkzeug.http import dump_cookie
 
+from .blocking import refuse_io
 from .settings import Secret
 from .web import Request
 
@@ -33,10 +34,12 @@ class ShareLinks:
         """Whether this anonymous request comes with a valid secret link (query or cookie), and
         the ``Set-Cookie`` value that keeps a link from the query for the requests that follow."""
         key = request.args.get("share_key", "")
-        if key and len(key) <= MAX_KEY_LENGTH and self.admits(key):
-            signed = self.signer.sign(key).decode()
-            return True, dump_cookie(COOKIE, signed, max_age=self.max_age, path=self.cookie_path(request),
-                                     secure=request.is_secure, httponly=True, samesite="Lax")
+        if key and len(key) <= MAX_KEY_LENGTH:
+            refuse_io("asking the provider about a share key")
+            if self.admits(key):
+                signed = self.signer.sign(key).decode()
+                return True, dump_cookie(COOKIE, signed, max_age=self.max_age, path=self.cookie_path(request),
+                                         secure=request.is_secure, httponly=True, samesite="Lax")
         cookie = request.cookies.get(COOKIE, "")
         if not cookie or len(cookie) > 2 * MAX_KEY_LENGTH:
             return False, None
@@ -44,4 +47,5 @@ class ShareLinks:
             key = self.signer.unsign(cookie, max_age=self.max_age).decode()
         except (BadSignature, UnicodeDecodeError):
             return False, None
+        refuse_io("asking the provider about a share key")
         return self.admits(key), None

@@ -8,6 +8,7 @@ never turn them into a redirect to another site.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from urllib.parse import quote, urlsplit
 
 from .web import Request
@@ -26,6 +27,11 @@ class Prefixes:
 
     def app_root(self, request: Request) -> str:
         return request.script_root + self.requests
+
+    @cached_property
+    def package_routes(self) -> str:
+        """Where the package's own routes start (asked on every request)."""
+        return self.package_route("")
 
     def package_route(self, name: str) -> str:
         """The route path of one of the package's own routes, e.g. ``login``."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from contextvars import ContextVar, Token
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .identity import Identity
 from .stores import SessionRecord
@@ -44,10 +44,9 @@ class Viewer:
     record: SessionRecord | None = None
 
 
-@dataclass(frozen=True)
-class Seen:
+class Seen(NamedTuple):
     """What the guard found for the request being served: its app's protection and viewer, and
-    where the server is mounted (for URLs the page needs)."""
+    where the server is mounted (for URLs the page needs). A tuple: one is made per request."""
 
     protection: "Protection"
     viewer: Viewer | None

@@ -29,12 +29,14 @@ PAGE_HEADERS = {
 @dataclass
 class Request:
     """What the core sees of a request. ``path`` is the route path (without ``script_root``,
-    the mount point a reverse proxy or the ASGI server adds in front of the app)."""
+    the mount point a reverse proxy or the ASGI server adds in front of the app).
+    ``headers`` is the server's own mapping, read with ``get`` and ``in`` by any case of a
+    name (never copied: the guard runs on every request)."""
 
     method: str
     path: str
     query_string: str = ""
-    headers: Headers = field(default_factory=Headers)
+    headers: Mapping[str, str] = field(default_factory=Headers)
     cookies: Mapping[str, str] = field(default_factory=dict)
     form: Mapping[str, str] = field(default_factory=dict)
     client: str = ""
