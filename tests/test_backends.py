@@ -20,6 +20,8 @@ import requests
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
+from dash_enterprise_auth.stores import SQLiteStore
+
 from .apps.notes_app import save_request
 from .conftest import UPDATE_GREETING
 from .servers.app_server import ROOT, RunningApp, start_app
@@ -260,8 +262,9 @@ def test_the_workers_heartbeat_does_not_keep_an_idle_session_alive(served):
 
     with connect(ws_url(served), origin=served.url, additional_headers={"Cookie": cookie},
                  open_timeout=15) as socket:
-        with sqlite3.connect(served.store) as db:  # every session was last seen an hour ago
-            db.execute("UPDATE sessions SET body = json_set(body, '$.last_seen', ?)", (an_hour_ago,))
+        store = SQLiteStore(served.store)  # every session was last seen an hour ago, as the workers learn
+        for record in store.list_sessions():
+            store.update(record.key, {"last_seen": an_hour_ago})
         socket.send('{"type":"heartbeat"}')
         assert json.loads(socket.recv(timeout=15)) in ({"type": "heartbeat_ack"}, [{"type": "heartbeat_ack"}])
         assert abs(last_seen() - an_hour_ago) < 1
