@@ -87,7 +87,8 @@ class ChannelMarks:
 
     def _subscribe(self, now: float) -> None:
         self._pid = os.getpid()  # a connection inherited over fork belongs to the parent: never used
-        self._conn = self._pool.connection_class(**self._pool.connection_kwargs)
+        # RESP2, where messages and PING answers are plain replies (RESP3 makes them pushes).
+        self._conn = self._pool.connection_class(**{**self._pool.connection_kwargs, "protocol": 2})
         try:
             self._conn.connect()
             self._conn.send_command("SUBSCRIBE", CHANNEL)
