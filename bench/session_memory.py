@@ -1,7 +1,8 @@
 """Peak memory of one gunicorn worker that serves 100,000 distinct live sessions.
 
-Why: every worker keeps two per-process caches, parsed session records (at
-most 4096) and cookie values whose signature it has checked (at most 10,000).
+Why: every worker keeps per-process caches: session records it serves from
+memory and parsed records (at most 4096 each), and cookie values whose
+signature it has checked (at most 10,000).
 Were either unbounded, a worker would grow with every session it ever saw, and
 a long-running app with many users would end in the OOM killer. This fills a
 store with N live sessions through the package's own session layer, starts
@@ -10,9 +11,12 @@ sends ``GET /_dash-layout`` once with each session's cookie (wrk and
 bench/wrk_cookies.lua), and reads the worker's VmRSS before and VmHWM (peak)
 after from /proc. It does so for SQLite, for Redis (its own redis-server) and,
 for comparison, for the same app with no ``DASH_AUTH_*`` variable, which
-ignores the cookies. See bench/README.md.
+ignores the cookies. Then, per store, the same number of requests round only
+``--few`` (10) live sessions, all served from memory: with many sessions every
+request reads its record from the store, and that must cost about the same.
+See bench/README.md.
 
-    python bench/session_memory.py [--sessions 100000] [--stores none,sqlite,redis]
+    python bench/session_memory.py [--sessions 100000] [--few 10] [--stores none,sqlite,redis]
 """
 from __future__ import annotations
 
@@ -38,6 +42,8 @@ LUA_SCRIPT = Path(__file__).resolve().with_name("wrk_cookies.lua")
 PATH = "/_dash-layout"
 HEADERS = {"Accept": "application/json", "Sec-Fetch-Site": "same-origin"}
 LABELS = {"none": "no auth (baseline)", "sqlite": "sqlite", "redis": "redis"}
+GROWTH_TARGET_MIB = 14  # what 100,000 sessions cost a worker before records were kept in memory (+13 MiB)
+FLAT_TARGET = 0.90  # req/s with many sessions (each read from the store) against few (each from memory)
 
 
 @dataclass
@@ -163,8 +169,10 @@ def send_each_once(server: Server, tokens: list[str], tmp: Path,
     return v["answered"], v["expected"], v["non200"], v["socket_errors"], v["duration_us"] / 1e6
 
 
-def measure(store: str, args: argparse.Namespace, tmp: Path) -> Row:
-    """Fill the store, start one worker on it, hit it once per session, read its memory."""
+def measure(store: str, args: argparse.Namespace, tmp: Path, live: int | None = None) -> Row:
+    """Fill the store, start one worker on it, hit it once per session, read its memory.
+    With ``live``, the store holds only that many sessions and the same number of requests
+    goes round them (the per-request cost with few sessions, each served from memory)."""
     redis: RedisServer | None = None
     server: Server | None = None
     try:
@@ -178,7 +186,9 @@ def measure(store: str, args: argparse.Namespace, tmp: Path) -> Row:
             else:
                 redis = start_redis()
                 url = redis.url
-            tokens = fill_store(url, key, args.sessions, args.max_seconds)
+            tokens = fill_store(url, key, live or args.sessions, args.max_seconds)
+            if live:
+                tokens = (tokens * (args.sessions // live + 1))[:args.sessions]
             env = {
                 "DASH_AUTH_CONNECTOR": "basic",
                 "DASH_AUTH_USERS_FILE": str(ROOT / "examples" / "demo-users.json"),
@@ -215,7 +225,7 @@ def measure(store: str, args: argparse.Namespace, tmp: Path) -> Row:
             store_kib = sum(p.stat().st_size for p in tmp.glob("sessions.sqlite3*")) // 1024
         elif redis is not None:
             store_kib = redis.rss_kib()
-        return Row(LABELS[store], 0 if store == "none" else len(tokens), answered,
+        return Row(LABELS[store], 0 if store == "none" else live or len(tokens), answered,
                    expected, non200, errors, hit_seconds, hwm_start, rss_before, hwm_after, rss_after, store_kib)
     finally:
         if server is not None:
@@ -252,6 +262,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--sessions", type=int, default=100_000, help="live sessions (default 100000)")
     p.add_argument("--stores", default="none,sqlite,redis",
                    help="comma list from none,sqlite,redis (default all three)")
+    p.add_argument("--few", type=int, default=10,
+                   help="live sessions of the comparison run, as many requests round them (default 10)")
     p.add_argument("--max-seconds", type=float, default=300,
                    help="upper bound for filling one store, and for sending its requests (300)")
     args = p.parse_args()
@@ -270,13 +282,19 @@ def main() -> int:
     started, load_before = time.monotonic(), os.getloadavg()[0]
     rows: list[Row] = []
     failed: dict[str, str] = {}
+    few: dict[str, Row] = {}
     for store in args.stores:
-        with tempfile.TemporaryDirectory(prefix="dash-auth-bench-mem-") as tmp:
-            try:
-                rows.append(measure(store, args, Path(tmp)))
-            except (BenchError, RedisUnavailable) as exc:
-                failed[store] = str(exc)
-                print(f"{store} not measured: {exc}", file=sys.stderr)
+        for live in ((None, args.few) if store != "none" else (None,)):
+            with tempfile.TemporaryDirectory(prefix="dash-auth-bench-mem-") as tmp:
+                try:
+                    row = measure(store, args, Path(tmp), live)
+                except (BenchError, RedisUnavailable) as exc:
+                    failed[store] = str(exc)
+                    print(f"{store} not measured: {exc}", file=sys.stderr)
+                    break
+                rows.append(row)
+                if live:
+                    few[store] = row
 
     print(f"\nexamples.app under gunicorn, 1 sync worker, GET {PATH} once per cookie"
           f" (wrk -t1 -c1); {os.cpu_count()} CPUs,"
@@ -289,6 +307,18 @@ def main() -> int:
           " RSS before: VmRSS right after the reset;\npeak after: VmHWM once every cookie was"
           " answered; growth: peak after - RSS before;\nstore MiB: SQLite file + WAL,"
           " or redis-server's RSS")
+    print()
+    for row in rows:
+        if row.store == LABELS["none"] or row in few.values():
+            continue
+        growth = (row.hwm_after - row.rss_before) / 1024
+        print(f"target worker growth with {row.sessions:,} sessions <= {GROWTH_TARGET_MIB} MiB, {row.store}:"
+              f" {growth:.1f} MiB {'MET' if growth <= GROWTH_TARGET_MIB else 'MISSED'}")
+        small = next((f for f in few.values() if f.store == row.store), None)
+        if small is not None:
+            ratio = (row.answered / row.hit_seconds) / (small.answered / small.hit_seconds)
+            print(f"target req/s with {row.sessions:,} sessions >= {FLAT_TARGET} x with {small.sessions:,},"
+                  f" {row.store}: {ratio:.3f} {'MET' if ratio >= FLAT_TARGET else 'MISSED'}")
     print(f"total {time.monotonic() - started:.0f} s")
     return 1 if failed else 0
 

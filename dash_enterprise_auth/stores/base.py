@@ -6,20 +6,19 @@ it cannot answer, so the guard fails closed with a clear 503 page.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from abc import ABC, abstractmethod
 from collections import OrderedDict
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Hashable
+from typing import Any, Hashable
 
 from ..blocking import refuse_io
 from ..identity import Identity
 from .marks import Marks
 
-# Parsed records by their stored form, so a request whose record did not change
-# since the last one skips the parse. Bounded; cleared whole when full.
-_PARSED: dict[Hashable, "SessionRecord"] = {}
-_PARSED_MAX = 4096
+log = logging.getLogger("dash_enterprise_auth")
+
 RECENT_MAX = 4096  # records each process keeps in memory, per store
 
 
@@ -75,26 +74,6 @@ class SessionRecord:
         except (ValueError, TypeError, KeyError):
             return None
 
-    @classmethod
-    def from_stored(cls, stored: Hashable, parse: Callable[[], "SessionRecord | None"] | None = None
-                    ) -> "SessionRecord | None":
-        """``parse()`` (default: :meth:`from_json` of ``stored``) with a per-process cache
-        keyed by the stored form: the hot path of every request.
-
-        Returns a shallow copy, so callers may reassign fields freely; the
-        identity and user data inside are treated as read-only.
-        """
-        cached = _PARSED.get(stored)
-        if cached is None:
-            cached = parse() if parse is not None else cls.from_json(stored)  # type: ignore[arg-type]
-            if cached is None:
-                return None
-            cached.as_identity()  # built once, shared by every copy
-            if len(_PARSED) >= _PARSED_MAX:
-                _PARSED.clear()
-            _PARSED[stored] = cached
-        return cached.copy()
-
     def copy(self) -> "SessionRecord":
         """A shallow copy (several times cheaper than ``copy.copy``): its fields may be reassigned,
         the identity and user data inside are shared and read-only."""
@@ -122,26 +101,34 @@ class SessionStore(ABC):
 
     def __init__(self, marks: Marks | None = None) -> None:
         self.marks = marks
-        self._recent: OrderedDict[str, tuple[int, SessionRecord]] = OrderedDict()
+        # key -> (mark when read, stored form, record); -1: read while marks were unknown
+        self._recent: OrderedDict[str, tuple[int, Hashable, SessionRecord]] = OrderedDict()
 
     def get(self, key: str) -> SessionRecord | None:
         """The live record, or None (missing, expired or unreadable)."""
         marks = self.marks
         mark = marks.mark(key) if marks is not None else None  # taken before the read, never after
-        if mark is not None:
-            known = self._recent.get(key)
-            if known is not None and known[0] == mark:
-                record = known[1]
-                return record.copy() if record.expires_at > time.time() else None
-        refuse_io("reading a session record")
-        record = self._load(key)
-        if mark is not None and record is not None:
-            self._remember(key, mark, record)
-        return record
+        known = self._recent.get(key)
+        if mark is not None and known is not None and known[0] == mark:
+            record = known[2]
+        else:
+            refuse_io("reading a session record")
+            stored = self._read(key)
+            if stored is None:
+                return None
+            # Unchanged bytes (a neighbour in the slot changed, or the channel is down): no parse.
+            record = known[2] if known is not None and known[1] == stored else self._parse(stored)
+            if record is None or record.key != key:
+                log.warning("dash-enterprise-auth: unreadable session record %s… dropped", key[:8])
+                self.delete(key)
+                return None
+            record.as_identity()  # built once, shared by every copy
+            self._remember(key, -1 if mark is None else mark, stored, record)
+        return record.copy() if record.expires_at > time.time() else None
 
-    def _remember(self, key: str, mark: int, record: SessionRecord) -> None:
+    def _remember(self, key: str, mark: int, stored: Hashable, record: SessionRecord) -> None:
         recent = self._recent
-        recent[key] = (mark, record.copy())
+        recent[key] = (mark, stored, record)
         while len(recent) > RECENT_MAX:
             try:
                 recent.popitem(last=False)
@@ -153,11 +140,15 @@ class SessionStore(ABC):
         if self.marks is not None:
             for key in keys:
                 self.marks.changed(key)
-                self._recent.pop(key, None)
 
     @abstractmethod
-    def _load(self, key: str) -> SessionRecord | None:
-        """The live record as stored now, or None (missing, expired or unreadable)."""
+    def _read(self, key: str) -> Hashable | None:
+        """The record's stored form as it is now (anything hashable), or None when there is no
+        live record."""
+
+    @abstractmethod
+    def _parse(self, stored: Hashable) -> SessionRecord | None:
+        """The record in a stored form, or None when it is not one (corrupt = no session)."""
 
     @abstractmethod
     def put(self, record: SessionRecord) -> None:

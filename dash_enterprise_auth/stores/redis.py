@@ -14,7 +14,6 @@ reconnects by itself once Redis is back.
 from __future__ import annotations
 
 import json
-import logging
 import time
 from typing import Any
 
@@ -25,7 +24,6 @@ from ..errors import SessionStoreUnavailable
 from .base import UPDATABLE, SessionRecord, SessionStore, redact
 from .redis_channel import CHANNEL, ChannelMarks
 
-log = logging.getLogger("dash_enterprise_auth")
 
 PREFIX = "dash-auth:"
 TIMEOUT = 2.0  # seconds for connecting and for each command: a dead Redis answers 503 fast
@@ -93,22 +91,17 @@ class RedisStore(SessionStore):
     def _logout_id(logout_id: str) -> str:
         return f"{PREFIX}l:{logout_id}"
 
-    def _load(self, key: str) -> SessionRecord | None:
+    def _read(self, key: str) -> tuple | None:
         try:
             raw = tuple(self._redis.hmget(self._session(key), FIELDS))
         except RedisError as exc:
             if "WRONGTYPE" in str(exc):  # garbage where a session should be
-                raw = (b"",) * len(FIELDS)
-            else:
-                raise self._fail(exc) from None
-        if raw[0] is None:
-            return None
-        record = None if None in raw else SessionRecord.from_stored(raw, lambda: _decode(raw))
-        if record is None or record.key != key:
-            log.warning("dash-enterprise-auth: unreadable session record %s… dropped", key[:8])
-            self.delete(key)
-            return None
-        return record if not record.expired() else None
+                return (b"",) * len(FIELDS)
+            raise self._fail(exc) from None
+        return None if raw[0] is None else raw
+
+    def _parse(self, stored: tuple) -> SessionRecord | None:  # type: ignore[override]
+        return None if None in stored else _decode(stored)
 
     def put(self, record: SessionRecord) -> None:
         ttl_ms = int((record.expires_at - time.time()) * 1000)

@@ -2,16 +2,21 @@
 
 Each process holds one subscribed connection and, before any record is served
 from memory, reads what has arrived on it (a non-blocking check of the
-socket). Redis delivers a write's message before it answers the writer, so a
-write that has returned is known to every process whose next request comes
-after it, as with a plain read. Marks are per process: a message about a key
-moves its slot's mark.
+socket). Marks are per process: a message about a key moves its slot's mark.
 
-Nothing is served from memory unless the channel is known to work: until the
-subscription is confirmed, after any error on it (the subscription is then
-made again and every mark moves, since messages may have been lost
-meanwhile), and when Redis has not answered the channel's own PING within
-``LIVE_FOR`` seconds (a connection that silently died).
+Messages arrive a little after the write, so the channel alone cannot say
+"nothing changed up to now". It can say "nothing changed up to T": Redis
+answers a PING on the channel after every message published before it, so
+once the answer to a PING sent at T has been read, so has every write made
+before T. The process PINGs every ``PING_EVERY`` seconds while it serves, and
+serves records from memory only while T is at most ``LIVE_FOR`` seconds old:
+a write is seen by every worker within that bound, usually within
+microseconds. Otherwise every read goes to Redis, as without the channel:
+until the subscription is confirmed, after any error on it (the
+subscription is then made again and every mark moves, since messages may
+have been lost), when a worker has been idle (its first request after the
+pause reads Redis and PINGs), and when Redis stops answering (a frozen
+server, a backlog of messages, a connection that silently died).
 """
 from __future__ import annotations
 
@@ -26,8 +31,10 @@ from redis.exceptions import RedisError
 from .marks import SLOTS, slot_of
 
 CHANNEL = "dash-auth:changed"
-PING_EVERY = 0.5  # seconds between the channel's PINGs while the process is serving
-LIVE_FOR = 1.5  # seconds after the last answer on the channel during which it counts as working
+PING_EVERY = 0.01  # seconds between the channel's PINGs while the process is serving
+# A record is served from memory only while every message published up to this many seconds
+# ago has been read (a PING sent then has been answered): the most a write can go unseen.
+LIVE_FOR = 0.05
 RETRY_EVERY = 1.0  # seconds between attempts to subscribe again after a failure
 
 
@@ -50,7 +57,7 @@ class ChannelMarks:
             return self._marks[slot_of(key)]
 
     def changed(self, key: str) -> None:
-        with self._lock:  # this process's own message follows; meanwhile, not from memory
+        with self._lock:  # this process's own message is on its way; this process knows already
             self._marks[slot_of(key)] += 1
 
     def close(self) -> None:
