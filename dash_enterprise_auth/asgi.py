@@ -22,7 +22,6 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Awaitable, Callable, MutableMapping
 
 from werkzeug.datastructures import Headers
-from werkzeug.http import parse_cookie
 
 from . import routes
 from .blocking import WouldBlock, on_event_loop
@@ -30,7 +29,7 @@ from .errors import AuthenticationError, ConfigurationError
 from .guard import Admit, answer_failure, check, is_package_route
 from .protection import Protection
 from .viewer import Viewer, forget, see
-from .web import Answer, Request, parse_form
+from .web import Answer, CookieHeader, Request, parse_form
 
 log = logging.getLogger("dash_enterprise_auth")
 
@@ -208,7 +207,7 @@ def plain_request(scope: Scope) -> Request:
     return Request(
         method=scope.get("method", "GET"), path=path,
         query_string=scope.get("query_string", b"").decode("latin-1"),
-        headers=headers, cookies=parse_cookie(headers.get("Cookie", "")),
+        headers=headers, cookies=CookieHeader(headers.get("Cookie", "")),
         client=client[0] if client else "", scheme=scheme, host=host, script_root=root,
     )
 

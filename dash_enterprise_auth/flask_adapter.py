@@ -16,7 +16,7 @@ from .errors import AuthenticationError
 from .guard import Admit, answer_failure, check, is_package_route
 from .protection import Protection
 from .viewer import forget, see
-from .web import Answer, Request
+from .web import Answer, CookieHeader, Request
 
 _TOKEN = "_dash_auth_viewer_token"
 
@@ -30,7 +30,8 @@ def install(server: flask.Flask, protection: Protection) -> None:
 def plain_request(req: flask.Request, with_form: bool = False) -> Request:
     return Request(
         method=req.method, path=req.path, query_string=req.query_string.decode("latin-1"),
-        headers=req.headers, cookies=req.cookies,
+        # The Cookie header itself: Flask's ``req.cookies`` finds it by walking every header.
+        headers=req.headers, cookies=CookieHeader(req.environ.get("HTTP_COOKIE", "")),
         form=req.form.to_dict() if with_form and req.method == "POST" else {},
         client=req.remote_addr or "", scheme=req.scheme, host=req.host, script_root=req.script_root,
     )

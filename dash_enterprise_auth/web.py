@@ -14,7 +14,7 @@ from typing import Any, Mapping
 from urllib.parse import parse_qsl
 
 from werkzeug.datastructures import Headers
-from werkzeug.http import dump_cookie
+from werkzeug.http import dump_cookie, parse_cookie
 
 # Headers of every page the package renders: never cached, never framed, no third-party anything.
 PAGE_HEADERS = {
@@ -37,7 +37,7 @@ class Request:
     path: str
     query_string: str = ""
     headers: Mapping[str, str] = field(default_factory=Headers)
-    cookies: Mapping[str, str] = field(default_factory=dict)
+    cookies: Mapping[str, str] | CookieHeader = field(default_factory=dict)
     form: Mapping[str, str] = field(default_factory=dict)
     client: str = ""
     scheme: str = "http"
@@ -65,6 +65,25 @@ class Request:
     def host_url(self) -> str:
         """``scheme://host/`` as the browser reached this server."""
         return f"{'https' if self.is_secure else 'http'}://{self.host}/"
+
+
+class CookieHeader:
+    """A request's cookies, looked up in its ``Cookie`` header by name (the first of repeated
+    ones, as werkzeug does). Only the package's own cookies are ever read, so the header is
+    not parsed whole on every request; a quoted value, which the package never sets, goes to
+    werkzeug's parser."""
+
+    def __init__(self, header: str) -> None:
+        self.header = header
+
+    def get(self, name: str, default: str | None = None) -> str | None:
+        prefix = name + "="
+        for part in self.header.split(";"):
+            part = part.strip()
+            if part.startswith(prefix):
+                value = part[len(prefix):]
+                return parse_cookie(self.header).get(name, default) if value.startswith('"') else value
+        return default
 
 
 def parse_form(body: bytes) -> dict[str, str]:

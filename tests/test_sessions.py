@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import time
 
+import flask
 import pytest
 
 from dash_enterprise_auth.session import COOKIE_NAME
@@ -109,3 +110,35 @@ def test_session_survives_a_restart_of_the_app(make_app):
     again.set_cookie(COOKIE_NAME, cookie(client))
     assert greeting(again).get_json()["response"]["greeting"]["children"] == "Hello alice"
 
+
+
+def jarless(app):
+    """A client that sends the Cookie header a test writes (Flask's replaces it by its jar's)."""
+    return app.server.test_client(use_cookies=False) if isinstance(app.server, flask.Flask) else client_of(app)
+
+
+@pytest.mark.parametrize("header", ["theme=dark; {session}; _ga=GA1.2.3", "{session}", "  {session} ;x=1",
+                                    'theme="a;b"; {session}', "{quoted}"])
+def test_the_session_cookie_is_found_among_other_cookies(make_app, header):
+    app = make_app()
+    signer = client_of(app)
+    sign_in(signer, "alice")
+    value = cookie(signer)
+    sent = header.format(session=f"{COOKIE_NAME}={value}", quoted=f'{COOKIE_NAME}="{value}"')
+    answer = jarless(app).post("/_dash-update-component", json=UPDATE_GREETING, headers={"Cookie": sent})
+    assert answer.status_code == 200 and "Hello alice" in answer.text
+
+
+def test_of_two_session_cookies_the_first_counts(make_app):
+    """As werkzeug reads cookies: a forged copy sent first is no session, even beside a real one."""
+    app = make_app()
+    signer = client_of(app)
+    sign_in(signer, "alice")
+    value = cookie(signer)
+    client = jarless(app)
+    forged = client.post("/_dash-update-component", json=UPDATE_GREETING,
+                         headers={"Cookie": f"{COOKIE_NAME}=forged.value; {COOKIE_NAME}={value}"})
+    assert forged.status_code == 401
+    real = client.post("/_dash-update-component", json=UPDATE_GREETING,
+                       headers={"Cookie": f"{COOKIE_NAME}={value}; {COOKIE_NAME}=forged.value"})
+    assert real.status_code == 200
