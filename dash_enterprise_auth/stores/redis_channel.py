@@ -47,6 +47,7 @@ class ChannelMarks:
         self._pid = 0
         self._alive_at = 0.0  # the channel surely worked at this monotonic time (a PING sent then was answered)
         self._asked: deque[float] = deque()  # when the PINGs (and the SUBSCRIBE) not yet answered were sent
+        self._pinged = 0.0
         self._next_try = 0.0
 
     def mark(self, key: str) -> int | None:
@@ -74,9 +75,10 @@ class ChannelMarks:
         try:
             while self._conn.can_read(timeout=0):
                 self._apply(self._conn.read_response())
-            if not self._asked or now - self._asked[-1] >= PING_EVERY:
+            if now - self._pinged >= PING_EVERY:
                 self._conn.send_command("PING")
                 self._asked.append(now)
+                self._pinged = now
         except (RedisError, OSError, ValueError, IndexError):
             self._drop(now)
             return False
@@ -100,6 +102,7 @@ class ChannelMarks:
             self._conn.connect()
             self._conn.send_command("SUBSCRIBE", CHANNEL)
             self._asked = deque([now])
+            self._pinged = now
         except (RedisError, OSError):
             self._drop(now)
 
