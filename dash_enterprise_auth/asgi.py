@@ -24,7 +24,7 @@ from typing import Any, Awaitable, Callable, MutableMapping
 from werkzeug.datastructures import Headers
 
 from . import routes
-from .blocking import WouldBlock, on_event_loop
+from .blocking import without_waiting
 from .errors import AuthenticationError, ConfigurationError
 from .guard import Admit, answer_failure, check, is_package_route
 from .protection import Protection
@@ -65,7 +65,10 @@ class GuardMiddleware:
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = plain_request(scope)
-        outcome = await _check(self.protection, request)
+        # On the loop when memory suffices (a session record this process knows is current).
+        outcome = without_waiting(check, self.protection, request)
+        if outcome is None:
+            outcome = await _in_pool(_GUARD_POOL, check, self.protection, request)
         if isinstance(outcome, Answer):
             return await send_answer(outcome, send)
         token = see(self.protection, outcome.viewer, request.script_root)
@@ -89,7 +92,9 @@ class GuardMiddleware:
         """The handshake needs a live session; every message after it is checked again, so a
         session that ends (logout elsewhere, revocation, expiry) ends the socket with it."""
         request = plain_request(scope)
-        outcome = await _check(self.protection, request)
+        outcome = without_waiting(check, self.protection, request)
+        if outcome is None:
+            outcome = await _in_pool(_GUARD_POOL, check, self.protection, request)
         if isinstance(outcome, Answer):
             return await _refuse_handshake(scope, outcome, send)
         watch = _SessionWatch(self.protection, request, outcome, send)
@@ -115,7 +120,10 @@ class _SessionWatch:
             message = await receive()
             if message["type"] != "websocket.receive" or not self.signed_in or message.get("text") == HEARTBEAT:
                 return message
-            ended, viewer = self._verdict(await _check(self.protection, self.request))
+            outcome = without_waiting(check, self.protection, self.request)
+            if outcome is None:
+                outcome = await _in_pool(_GUARD_POOL, check, self.protection, self.request)
+            ended, viewer = self._verdict(outcome)
             if ended is None:
                 see(self.protection, viewer, self.request.script_root)  # fresher user data for what follows
                 return message
@@ -176,13 +184,14 @@ class ScopeHeaders(dict):
     werkzeug's ``Headers``, which matters once per request."""
 
     def __init__(self, raw: Any) -> None:
-        super().__init__()
+        found: dict[str, str] = {}
         for name, value in raw:
             key = name.decode("latin-1").lower()
-            if key not in self:
-                self[key] = value.decode("latin-1")
+            if key not in found:
+                found[key] = value.decode("latin-1")
             elif key == "cookie":
-                self[key] += "; " + value.decode("latin-1")
+                found[key] += "; " + value.decode("latin-1")
+        super().__init__(found)
 
     def get(self, name: str, default: Any = None) -> Any:  # type: ignore[override]
         return super().get(name.lower(), default)
@@ -246,17 +255,6 @@ def trust_proxies(scope: Scope, hops: int) -> Scope:
         scope["root_path"] = prefix + scope.get("root_path", "")
         scope["path"] = prefix + scope["path"]
     return scope
-
-
-async def _check(protection: Protection, request: Request) -> Answer | Admit:
-    """The guard's answer: on the loop when it needs nothing but memory (a session record this
-    process knows to be current), else on the guard's threads."""
-    with on_event_loop():
-        try:
-            return check(protection, request)
-        except WouldBlock:
-            pass
-    return await _in_pool(_GUARD_POOL, check, protection, request)
 
 
 async def _in_pool(pool: ThreadPoolExecutor, func: Callable[..., Any], *args: Any) -> Any:
