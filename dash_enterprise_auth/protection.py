@@ -162,7 +162,7 @@ class Protection:
         if len(username) > MAX_USERNAME or len(password) > MAX_PASSWORD:
             raise InvalidCredentials(log_detail="oversized username or password")
         try:
-            self.throttle.check(username, client)
+            failures = self.throttle.check(username, client)
             identity = connector.authenticate(username, password)
         except AuthenticationError as exc:
             event = "throttled" if exc.status == 429 else "sign_in_failed"
@@ -171,7 +171,7 @@ class Protection:
             audit(event, user=username[:64], client=client, outcome="refused", via=via,
                   reason=exc.log_detail or type(exc).__name__)
             raise
-        self.throttle.succeeded(username)
+        self.throttle.succeeded(username, failures)
         return identity
 
     def run_hooks(self, identity: Identity, client: str, via: str) -> None:

@@ -29,20 +29,31 @@ class Throttle:
     def _keys(username: str, address: str) -> tuple[str, str]:
         return f"account:{username.strip().casefold()}", f"address:{address}"
 
-    def check(self, username: str, address: str) -> None:
-        """Raise TooManyAttempts when either limit is reached."""
+    def check(self, username: str, address: str) -> int:
+        """Raise TooManyAttempts when either limit is reached; else the account's failures
+        counted now, for :meth:`succeeded`."""
         account, client = self._keys(username, address)
-        for key, limit in ((account, self.per_account), (client, self.per_address)):
-            failures, window_end = self.store.failures(key)
-            if failures >= limit:
-                raise TooManyAttempts(
-                    retry_after=max(1, int(window_end - time.time())),
-                    log_detail=f"{key} reached {failures} failures",
-                )
+        failures = self._below_limit(account, self.per_account)
+        self._below_limit(client, self.per_address)
+        return failures
+
+    def _below_limit(self, key: str, limit: int) -> int:
+        """The failures counted for ``key``; TooManyAttempts when they reach ``limit``."""
+        failures, window_end = self.store.failures(key)
+        if failures >= limit:
+            raise TooManyAttempts(
+                retry_after=max(1, int(window_end - time.time())),
+                log_detail=f"{key} reached {failures} failures",
+            )
+        return failures
 
     def failed(self, username: str, address: str) -> None:
         for key in self._keys(username, address):
             self.store.add_failure(key, self.window)
 
-    def succeeded(self, username: str) -> None:
-        self.store.clear_failures(self._keys(username, "")[0])
+    def succeeded(self, username: str, failures: int) -> None:
+        """A right password clears the account's failures; ``failures`` is what :meth:`check` counted.
+        With none counted there is nothing to clear, and most sign-ins save a store write (a SQLite
+        write lock shared by every worker). A failure counted meanwhile then stays, the safe side."""
+        if failures:
+            self.store.clear_failures(self._keys(username, "")[0])

@@ -21,6 +21,14 @@ def test_password_guessing_is_throttled_per_account_even_for_the_right_password(
     assert sign_in(client, "carol").status_code == 302  # other accounts are not affected
 
 
+def test_the_right_password_clears_the_accounts_failures(make_app):
+    client = client_of(make_app())
+    for _ in range(2):  # 9 + 9 typos, each run ended by the right password: never 10 in a row
+        for _ in range(9):
+            assert sign_in(client, "alice", "guess").status_code == 401
+        assert sign_in(client, "alice").status_code == 302
+
+
 def test_throttle_is_shared_by_apps_on_the_same_store(make_app):
     first, second = make_app(), make_app()  # two "workers" on one SQLite file
     for _ in range(10):

@@ -1,12 +1,14 @@
 """The LDAP connector against a real OpenLDAP slapd started by the fixtures (no mock LDAP)."""
 from __future__ import annotations
 
+import gc
 import html
 import logging
 import socket
 import subprocess
 import threading
 import time
+import types
 from typing import Any
 
 import pytest
@@ -268,8 +270,47 @@ def test_certificate_errors_fail_closed_with_a_clear_reason(slapd, tmp_path, cas
     with pytest.raises(DirectoryUnavailable) as refused:
         connector.authenticate("alice", PASSWORDS["alice"])
     assert "certificate" in refused.value.log_detail and "refused" in refused.value.log_detail
+    reason = "does not name this host" if "host" in case else "not trusted"
+    assert reason in refused.value.log_detail
     with pytest.raises(DirectoryUnavailable):
         connector.ping()
+
+
+def test_a_ca_file_replaced_on_disk_is_used_by_every_new_connection(slapd, tmp_path):
+    other_ca, _ = make_tls_files(tmp_path)
+    ca_file = tmp_path / "ca.pem"
+    ca_file.write_bytes(other_ca.read_bytes())
+    connector = connector_for(slapd, ldap_ca_file=str(ca_file))
+    with pytest.raises(DirectoryUnavailable) as refused:
+        connector.authenticate("alice", PASSWORDS["alice"])
+    assert "not trusted" in refused.value.log_detail
+    ca_file.write_bytes(slapd.ca_file.read_bytes())
+    assert connector.authenticate("alice", PASSWORDS["alice"]).username == "alice"
+    # open connections stay; check() opens new ones. One byte longer, so the change shows even
+    # within one tick of the file system's clock.
+    ca_file.write_bytes(other_ca.read_bytes() + b"\n")
+    server_finding = connector.check()[0]
+    assert not server_finding.ok and "not trusted" in server_finding.message
+
+
+def test_sign_ins_from_many_threads_at_once_all_succeed(directory):
+    """As under gthread workers: the threads share the connector and each keeps its own bind connection."""
+    failures: list[BaseException] = []
+
+    def sign_in_a_few_times(username: str) -> None:
+        try:
+            for _ in range(10):
+                assert directory.authenticate(username, PASSWORDS[username]).username == username
+        except BaseException as exc:  # reported below, in the test's own thread
+            failures.append(exc)
+
+    threads = [threading.Thread(target=sign_in_a_few_times, args=(user,))
+               for user in ("alice", "bob", "jsmith", "nina") * 2]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert failures == [] and not any(thread.is_alive() for thread in threads)
 
 
 def test_turning_verification_off_works_but_is_logged_loudly(slapd, caplog):
@@ -361,6 +402,48 @@ def test_the_service_connection_is_reused_across_sign_ins(directory):
     directory.authenticate("bob", PASSWORDS["bob"])
     directory.ping()
     assert service is not None and directory._service is service and not service.closed
+
+
+def accepted_connections(server: SlapdServer, mark: int) -> int:
+    with open(server.log_path, "rb") as log:
+        log.seek(mark)
+        return log.read().count(b" ACCEPT from ")
+
+
+def test_sign_ins_bind_on_a_kept_connection_and_each_bind_is_checked(slapd):
+    connector = connector_for(slapd)
+    connector.authenticate("alice", PASSWORDS["alice"])  # opens the service and the bind connections
+    mark = slapd.log_mark()
+    assert connector.authenticate("bob", PASSWORDS["bob"]).username == "bob"
+    with pytest.raises(InvalidCredentials):
+        connector.authenticate("alice", PASSWORDS["bob"])
+    with pytest.raises(InvalidCredentials):
+        connector.authenticate("nobody", PASSWORDS["alice"])
+    assert connector.authenticate("alice", PASSWORDS["alice"]).username == "alice"
+    binds = user_binds(slapd, mark, answered=4)  # bob, alice (wrong), a DN nobody has, alice
+    assert [b.result for b in binds] == [0, INVALID_CREDENTIALS, INVALID_CREDENTIALS, 0]
+    assert rdns(binds[0].dn) == rdns(USER_DNS["bob"]) and rdns(binds[3].dn) == rdns(USER_DNS["alice"])
+    assert accepted_connections(slapd, mark) == 0  # all four on the kept connection
+
+
+def test_no_connection_keeps_a_users_password(slapd):
+    connector = connector_for(slapd)
+    password = PASSWORDS["alice"]
+    connector.authenticate("alice", password)
+    with pytest.raises(InvalidCredentials):
+        connector.authenticate("bob", password)
+    connections = [item for item in gc.get_objects() if isinstance(item, Connection)]
+    not_data = (type, types.ModuleType, types.FunctionType, types.BuiltinFunctionType, types.MethodType)
+    seen, found, todo = set(), [], [connector, *connections]
+    while todo:  # the connector, every ldap3 connection (the kept ones too) and what they hold
+        item = todo.pop()
+        if id(item) in seen or isinstance(item, not_data):
+            continue
+        seen.add(id(item))
+        if isinstance(item, str) and password in item or isinstance(item, bytes) and password.encode() in item:
+            found.append(item)
+        todo.extend(gc.get_referents(item))
+    assert len(connections) >= 2 and found == []
 
 
 def test_a_dead_directory_gives_503_pages_while_existing_sessions_keep_working(make_app, make_slapd):

@@ -16,8 +16,8 @@ of it that are unsafe for a sign-in form:
   timeout, so a dead directory gives a 503 within seconds (``ServerPool``
   with ``active=True`` retries forever and probes with an extra connection);
 * every value put into a filter or DN is escaped (RFC 4515, RFC 4514);
-* a username that finds no entry (or two) still costs a connection and a
-  bind with the password given, to a DN nobody has, so an unknown name is
+* a username that finds no entry (or two) still costs a bind with the
+  password given, to a DN nobody has, so an unknown name is
   refused no faster than a wrong password; that bind never signs anyone in,
   whatever the directory answers.
 """
@@ -30,8 +30,9 @@ import socket
 import ssl
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 from urllib.parse import urlsplit
 
 from ldap3 import AUTO_BIND_NONE, BASE, NONE, SUBTREE, Connection, Server, Tls
@@ -188,6 +189,7 @@ class Servers:
         self.start_tls = start_tls
         self.timeout = timeout
         self._failed_at: dict[str, float] = {}
+        self._local = threading.local()  # the connection each thread keeps for binds
 
     def _server(self, endpoint: Endpoint) -> Server:
         # version=None gives ssl.create_default_context(); ldap3 then checks the host name itself.
@@ -196,10 +198,10 @@ class Servers:
         return Server(endpoint.host, port=endpoint.port, use_ssl=endpoint.use_ssl, tls=tls,
                       get_info=NONE, connect_timeout=self.timeout)
 
-    def connection(self, endpoint: Endpoint, user: str | None = None, password: str | None = None) -> Connection:
+    def connection(self, endpoint: Endpoint) -> Connection:
         """An open (and TLS-upgraded) connection to one server, not yet bound."""
         connection = Connection(
-            self._server(endpoint), user=user, password=password, auto_bind=AUTO_BIND_NONE, auto_referrals=False,
+            self._server(endpoint), auto_bind=AUTO_BIND_NONE, auto_referrals=False,
             raise_exceptions=False, receive_timeout=self.timeout, read_only=True, check_names=False,
         )
         try:
@@ -225,27 +227,92 @@ class Servers:
         reasons = []
         for endpoint in self.ordered():
             try:
-                connection = self.connection(endpoint, user, password)
+                connection = self.connection(endpoint)
             except (LDAPException, OSError, ssl.SSLError) as exc:
-                self._failed_at[endpoint.url] = time.monotonic()
-                reasons.append(f"{endpoint.url}: {describe(exc)}")
+                reasons.append(self._failed(endpoint, exc))
                 continue
             try:
-                bound = connection.bind() if user is not None else True
-            except LDAPSASLPrepError as exc:
-                # ldap3 prepares the password before sending it (RFC 4013) and refuses NUL and control
-                # characters: the password's fault, not the server's, which answered and stays first.
+                bound = bind_once(connection, user, password or "") if user is not None else True
+            except InvalidCredentials:  # the password's fault, not the server's, which answered and stays first
                 close_quietly(connection)
-                raise InvalidCredentials(log_detail=f"the password cannot be sent in an LDAP bind: {exc}") \
-                    from None
+                raise
             except (LDAPException, OSError, ssl.SSLError) as exc:
                 close_quietly(connection)
-                self._failed_at[endpoint.url] = time.monotonic()
-                reasons.append(f"{endpoint.url}: {describe(exc)}")
+                reasons.append(self._failed(endpoint, exc))
                 continue
             self._failed_at.pop(endpoint.url, None)
             return connection, bound
         raise DirectoryUnavailable(log_detail="no directory server answers: " + "; ".join(reasons))
+
+    @contextmanager
+    def bound_as(self, user: str, password: str) -> Iterator[tuple[Connection, bool]]:
+        """A connection on which ``user`` tried to bind with ``password``, and whether the directory
+        accepted it, for the ``with`` block; then kept for this thread's next bind.
+
+        The bind goes over the connection this thread kept from its last one, when it has one: a
+        new connection costs a TCP and a TLS handshake (about 1.2 ms of CPU here, and more at the
+        directory), a bind one round trip. LDAP allows any number of binds on a connection, each
+        answered for its own name and password, and a refused one leaves the connection anonymous
+        (RFC 4511 4.2.1). Nothing but binds (and, without a service account, that person's own
+        reads) is sent on it. It is kept after a refusal too, but closed after any other error."""
+        connection, bound = self._bind(user, password)
+        try:
+            yield connection, bound
+        except (InvalidCredentials, AccountLocked):
+            self._keep(connection)
+            raise
+        except BaseException:
+            close_quietly(connection)
+            raise
+        self._keep(connection)
+
+    def _bind(self, user: str, password: str) -> tuple[Connection, bool]:
+        """Bind on the kept connection; if it broke (directories close idle ones), on a new one to
+        the first server that answers, certificate and host name checked as for any connection."""
+        kept = self._take_kept()
+        if kept is not None:
+            try:
+                return kept, bind_once(kept, user, password)
+            except InvalidCredentials:
+                self._keep(kept)
+                raise
+            except (LDAPException, OSError, ssl.SSLError):
+                close_quietly(kept)
+        return self.connect(user, password)
+
+    def _keep(self, connection: Connection) -> None:
+        """Keep ``connection`` for this thread's next bind, unless it closed (it stays bound as the
+        last person until then)."""
+        if not connection.closed:
+            previous, self._local.kept = getattr(self._local, "kept", None), connection
+            if previous is not None and previous is not connection:
+                close_quietly(previous)
+
+    def _take_kept(self) -> Connection | None:
+        """This thread's kept connection, now the caller's; None when it has none open. Never bind
+        on a closed one: ldap3 would silently reopen it, without StartTLS."""
+        kept, self._local.kept = getattr(self._local, "kept", None), None
+        return kept if kept is not None and not kept.closed else None
+
+    def _failed(self, endpoint: Endpoint, exc: BaseException) -> str:
+        """Put ``endpoint`` last for a while; the reason, for the log."""
+        self._failed_at[endpoint.url] = time.monotonic()
+        return f"{endpoint.url}: {describe(exc)}"
+
+
+def bind_once(connection: Connection, user: str, password: str) -> bool:
+    """A simple bind as ``user`` on an open connection: whether the directory accepted it.
+
+    The password does not stay on the connection (ldap3 keeps it in ``password``, and as sent in
+    ``request``): connections outlive a sign-in. ldap3 prepares the password before sending it
+    (RFC 4013) and refuses NUL and control characters: that is a wrong password, never sent."""
+    try:
+        return bool(connection.rebind(user=user, password=password, read_server_info=False))
+    except LDAPSASLPrepError as exc:
+        raise InvalidCredentials(log_detail=f"the password cannot be sent in an LDAP bind: {exc}") from None
+    finally:
+        connection.password = None
+        connection.request = None
 
 
 def close_quietly(connection: Connection) -> None:
@@ -395,8 +462,7 @@ class LdapConnector(PasswordConnector):
                     refused.log_detail += "; the directory accepted a bind as a DN that does not exist (refused)"
                 raise
             dn = entry["dn"]
-        connection, bound = self.servers.connect(dn, password)
-        try:
+        with self.servers.bound_as(dn, password) as (connection, bound):
             if not bound:
                 code = connection.result.get("result")
                 raise InvalidCredentials(
@@ -408,8 +474,6 @@ class LdapConnector(PasswordConnector):
                 raise AccountLocked("This account is disabled in the directory. Contact your administrator.",
                                     log_detail="userAccountControl has the ACCOUNTDISABLE bit")
             group_dns = self._groups(entry, reader)
-        finally:
-            close_quietly(connection)
         attributes = entry["attributes"]
         return Identity(
             username=self._username(attributes, username),
@@ -448,19 +512,18 @@ class LdapConnector(PasswordConnector):
         return entries[0]
 
     def _bind_as_nobody(self, password: str) -> bool:
-        """Bind with ``password`` as a DN that no entry has, the way a sign-in binds (new connection,
-        TLS, simple bind), so refusing an unknown username costs what a wrong password costs.
+        """Bind with ``password`` as a DN that no entry has, the way a sign-in binds (:meth:`Servers.bound_as`),
+        so refusing an unknown username costs what a wrong password costs.
 
         Returns whether the directory accepted the bind, for the log only: the caller refuses the
         sign-in whatever the answer (some directories and proxies accept any bind as a name they
         do not have)."""
         nobody = f"{self.username_attribute}={escape_rdn(secrets.token_urlsafe(24))},{self.user_base}"
         try:
-            connection, bound = self.servers.connect(nobody, password)
+            with self.servers.bound_as(nobody, password) as (_, bound):
+                return bound
         except InvalidCredentials:  # a password no bind can carry: refused like the unknown name itself
             return False
-        close_quietly(connection)
-        return bool(bound)
 
     def _read(self, connection: Connection, dn: str) -> dict[str, Any]:
         entries = self._searcher(connection)(dn, "(objectClass=*)", self._user_attributes(), scope=BASE)
