@@ -9,7 +9,7 @@ cookie, caches and routes: the difference is the guard (cookie, signature,
 session lookup, privacy decision, the viewer for callbacks). Requests go
 straight to the WSGI or ASGI callable, with no HTTP server or test client
 around them, so the baseline is the app's own work. Times are the serving
-thread's CPU time, so a busy machine changes them less than it would
+process's CPU time, so a busy machine changes them less than it would
 wall-clock times; paired rounds cancel drift.
 
     python bench/guard_cost.py [--backends flask,fastapi,quart] [-n 3000] [--rounds 7]
@@ -48,18 +48,16 @@ def measure(backend: str, n: int, rounds: int) -> tuple[list[float], list[float]
 
     cookie = "dash-auth-session=" + protection.start_session(Identity("alice", groups=("analysts",)))
     serve = _flask(server, cookie) if backend == "flask" else _asgi(server, cookie)
-    if serve(True) != 200 or serve(False) != 200:
+    if serve(True, 1) != 200 or serve(False, 1) != 200:
         raise SystemExit(f"{backend}: the signed-in request was not answered 200")
 
     def round_us(guarded: bool) -> float:
         start = time.process_time()  # CPU time of this process (FastAPI runs sync views on threads)
-        for _ in range(n):
-            serve(guarded)
-        return (time.thread_time() - start) / n * 1e6
+        serve(guarded, n)
+        return (time.process_time() - start) / n * 1e6
 
-    for _ in range(300):  # warm caches both ways
-        serve(True)
-        serve(False)
+    serve(True, 300)  # warm caches both ways
+    serve(False, 300)
     with_guard, without = [], []
     for _ in range(rounds):
         with_guard.append(round_us(True))
@@ -67,7 +65,7 @@ def measure(backend: str, n: int, rounds: int) -> tuple[list[float], list[float]
     return with_guard, without
 
 
-def _flask(server: Any, cookie: str) -> Callable[[bool], int]:
+def _flask(server: Any, cookie: str) -> Callable[[bool, int], int]:
     hooks = server.before_request_funcs[None]
     guard = hooks[0]
     environ = {
@@ -79,12 +77,15 @@ def _flask(server: Any, cookie: str) -> Callable[[bool], int]:
     }
     status: list[str] = []
 
-    def serve(guarded: bool) -> int:
+    def serve(guarded: bool, count: int) -> int:
+        """``count`` requests; the last one's status."""
         if not guarded:
             hooks.remove(guard)
         try:
-            body = server.wsgi_app({**environ, "wsgi.input": io.BytesIO()}, lambda s, h, e=None: status.append(s))
-            b"".join(body)
+            for _ in range(count):
+                body = server.wsgi_app({**environ, "wsgi.input": io.BytesIO()},
+                                       lambda s, h, e=None: status.append(s))
+                b"".join(body)
         finally:
             if not guarded:
                 hooks.insert(0, guard)
@@ -92,7 +93,7 @@ def _flask(server: Any, cookie: str) -> Callable[[bool], int]:
     return serve
 
 
-def _asgi(server: Any, cookie: str) -> Callable[[bool], int]:
+def _asgi(server: Any, cookie: str) -> Callable[[bool, int], int]:
     loop = asyncio.new_event_loop()
     if hasattr(server, "build_middleware_stack"):  # FastAPI
         server.middleware_stack = server.build_middleware_stack()
@@ -107,15 +108,29 @@ def _asgi(server: Any, cookie: str) -> Callable[[bool], int]:
              "root_path": "", "headers": headers, "client": ("127.0.0.1", 5000), "server": ("127.0.0.1", 8050)}
     status: list[int] = []
 
-    async def receive() -> dict:
-        return {"type": "http.request", "body": b"", "more_body": False}
+    def receiver() -> Callable[[], Any]:
+        sent = False
+
+        async def receive() -> dict:  # the request's (empty) body, then nothing until the server gives up
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": b"", "more_body": False}
+            await asyncio.Event().wait()
+            return {"type": "http.disconnect"}
+        return receive
 
     async def send(message: dict) -> None:
         if message["type"] == "http.response.start":
             status.append(message["status"])
 
-    def serve(guarded: bool) -> int:
-        loop.run_until_complete((guarded_app if guarded else inner)(dict(scope), receive, send))
+    async def requests(app: Any, count: int) -> None:
+        for _ in range(count):
+            await app(dict(scope), receiver(), send)
+
+    def serve(guarded: bool, count: int) -> int:
+        """``count`` requests, one after another on one event loop; the last one's status."""
+        loop.run_until_complete(requests(guarded_app if guarded else inner, count))
         return status[-1]
     return serve
 
@@ -133,7 +148,7 @@ def main() -> int:
         return 0
 
     print(f"GET {PATH} straight to the app's WSGI/ASGI callable, {args.n} requests x {args.rounds} alternating"
-          " rounds; median CPU time of the serving thread per request")
+          " rounds; median CPU time of the process per request")
     print(f"{'backend':<9}{'without guard':>15}{'with guard':>12}{'guard cost':>12}   paired rounds (us)")
     for backend in args.backends.split(","):
         # One process per backend: a process serves one Dash app, as in production.
