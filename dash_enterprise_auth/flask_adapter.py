@@ -27,12 +27,12 @@ def install(server: flask.Flask, protection: Protection) -> None:
     server.teardown_request_funcs.setdefault(None, []).append(_teardown)
 
 
-def plain_request(req: flask.Request, with_form: bool = False) -> Request:
+def plain_request(req: flask.Request) -> Request:
+    """The request without its body (the guard reads none; the package's routes add the form)."""
     return Request(
         method=req.method, path=req.path, query_string=req.query_string.decode("latin-1"),
         # The Cookie header itself: Flask's ``req.cookies`` finds it by walking every header.
         headers=req.headers, cookies=CookieHeader(req.environ.get("HTTP_COOKIE", "")),
-        form=req.form.to_dict() if with_form and req.method == "POST" else {},
         client=req.remote_addr or "", scheme=req.scheme, host=req.host, script_root=req.script_root,
     )
 
@@ -51,7 +51,9 @@ def _before(protection: Protection) -> flask.Response | None:
     if outcome.cookies:
         _add_cookies(outcome)
     if is_package_route(protection, request):
-        return flask_response(routes.handle(protection, plain_request(req, with_form=True), outcome.viewer))
+        if req.method == "POST":
+            request.form = req.form.to_dict()
+        return flask_response(routes.handle(protection, request, outcome.viewer))
     return None
 
 
