@@ -25,7 +25,7 @@ COOKIE_NAME = "dash-auth-session"
 SECURE_COOKIE_NAME = "__Host-dash-auth-session"  # the browser refuses it unless Secure, Path=/
 MAX_COOKIE_LENGTH = 256  # a real cookie is ~90 characters; anything longer is refused unread
 PURGE_EVERY = 300  # seconds between cheap sweeps of expired records, per process
-VERIFIED_MAX = 10_000  # cookie values whose signature this process has already checked
+VERIFIED_MAX = 4096  # cookie values whose signature this process has already checked
 
 
 @dataclass(frozen=True)

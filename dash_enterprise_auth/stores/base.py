@@ -19,7 +19,7 @@ from .marks import Marks
 
 log = logging.getLogger("dash_enterprise_auth")
 
-RECENT_MAX = 4096  # records each process keeps in memory, per store
+RECENT_MAX = 2048  # records each process keeps in memory, per store (about 3 KB each)
 
 
 # Fields of a record that SessionStore.update may change; the rest is fixed at sign-in.
