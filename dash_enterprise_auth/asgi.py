@@ -199,9 +199,6 @@ class ScopeHeaders(dict):
     def __contains__(self, name: object) -> bool:
         return isinstance(name, str) and super().__contains__(name.lower())
 
-    def __getitem__(self, name: str) -> str:
-        return super().__getitem__(name.lower())
-
 
 def plain_request(scope: Scope) -> Request:
     headers = ScopeHeaders(scope.get("headers", ()))
