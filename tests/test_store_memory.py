@@ -264,3 +264,24 @@ def test_a_channel_that_stops_answering_is_not_trusted(own_redis):
         assert read_until_served_from_memory(store, "k1").username == "alice"
     finally:
         store.close()
+
+
+def test_the_event_loop_never_waits_to_subscribe(redis_server):
+    """On an ASGI event loop a store read that would connect the channel is refused (the guard then
+    asks on a thread), so an unreachable Redis can never hold the loop for a connect timeout."""
+    from dash_enterprise_auth.blocking import without_waiting
+
+    store = open_store(redis_server.url)
+    try:
+        store.put(record("k1"))
+        assert without_waiting(store.get, "k1") is None  # would have to subscribe: not on the loop
+        assert store._channel._conn is None
+        assert store.get("k1").username == "alice"  # on a thread: subscribes and reads
+        read_until_served_from_memory(store, "k1")  # on a thread: kept with a confirmed mark
+        deadline = time.monotonic() + 5
+        while (got := without_waiting(store.get, "k1")) is None:  # then from memory, on the loop
+            assert time.monotonic() < deadline, "a record in memory was never served on the loop"
+            time.sleep(0.01)
+        assert got.username == "alice"
+    finally:
+        store.close()

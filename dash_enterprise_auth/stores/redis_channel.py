@@ -28,6 +28,7 @@ from collections import deque
 import redis
 from redis.exceptions import RedisError
 
+from ..blocking import refuse_io
 from .marks import SLOTS, slot_of
 
 CHANNEL = "dash-auth:changed"
@@ -70,6 +71,7 @@ class ChannelMarks:
         if self._conn is None or self._pid != os.getpid():
             if now < self._next_try and self._pid == os.getpid():
                 return False
+            refuse_io("subscribing to the change channel")  # connecting may wait: never on an event loop
             self._subscribe(now)
             return False  # confirmed by the next read, not this one
         try:
