@@ -42,6 +42,14 @@ def url(request, tmp_path) -> str:
     return f"sqlite:///{tmp_path}/sessions.sqlite3"
 
 
+@pytest.fixture
+def store(url):
+    """This test's worker: the package's store on ``url``."""
+    opened = open_store(url)
+    yield opened
+    opened.close()
+
+
 def read_until_served_from_memory(store, key: str) -> SessionRecord:
     """The Redis channel is confirmed by the read after the one that subscribes it."""
     deadline = time.monotonic() + 5
@@ -71,48 +79,36 @@ WRITES = {
 
 
 @pytest.mark.parametrize("write", WRITES)
-def test_a_write_from_another_worker_is_seen_at_the_next_read(url, write):
-    store = open_store(url)
-    try:
-        store.put(record("k1", theme="light"))
-        assert read_until_served_from_memory(store, "k1").user_data == {"theme": "light"}
-        assert store.get("k1").user_data == {"theme": "light"}  # from memory now
-        code, seen = WRITES[write]
-        in_another_process(url, code)
-        assert seen(store.get("k1"))
-    finally:
-        store.close()
+def test_a_write_from_another_worker_is_seen_at_the_next_read(url, store, write):
+    store.put(record("k1", theme="light"))
+    assert read_until_served_from_memory(store, "k1").user_data == {"theme": "light"}
+    assert store.get("k1").user_data == {"theme": "light"}  # from memory now
+    code, seen = WRITES[write]
+    in_another_process(url, code)
+    assert seen(store.get("k1"))
 
 
-def test_a_replaced_record_is_read_again(url):
-    store = open_store(url)
-    try:
-        store.put(record("k1"))
-        read_until_served_from_memory(store, "k1")
-        in_another_process(url, """
-            import time
-            from dash_enterprise_auth.stores import SessionRecord
-            now = time.time()
-            store.put(SessionRecord("k1", "bob", {"username": "bob"}, now, now, now + 60))
-        """)
-        assert store.get("k1").username == "bob"
-    finally:
-        store.close()
+def test_a_replaced_record_is_read_again(url, store):
+    store.put(record("k1"))
+    read_until_served_from_memory(store, "k1")
+    in_another_process(url, """
+        import time
+        from dash_enterprise_auth.stores import SessionRecord
+        now = time.time()
+        store.put(SessionRecord("k1", "bob", {"username": "bob"}, now, now, now + 60))
+    """)
+    assert store.get("k1").username == "bob"
 
 
-def test_records_in_memory_are_not_read_from_the_store_again(url):
-    store = open_store(url)
-    try:
-        store.put(record("k1"))
-        read_until_served_from_memory(store, "k1")
-        reads = _store_reads(store)
-        for _ in range(50):
-            assert store.get("k1").username == "alice"
-        # Redis is read again only when its channel has gone unconfirmed for LIVE_FOR (a stall
-        # of this process on a busy machine); SQLite never.
-        assert _store_reads(store) - reads <= (0 if isinstance(store, SQLiteStore) else 5)
-    finally:
-        store.close()
+def test_records_in_memory_are_not_read_from_the_store_again(store):
+    store.put(record("k1"))
+    read_until_served_from_memory(store, "k1")
+    reads = _store_reads(store)
+    for _ in range(50):
+        assert store.get("k1").username == "alice"
+    # Redis is read again only when its channel has gone unconfirmed for LIVE_FOR (a stall
+    # of this process on a busy machine); SQLite never.
+    assert _store_reads(store) - reads <= (0 if isinstance(store, SQLiteStore) else 5)
 
 
 def _store_reads(store) -> int:
