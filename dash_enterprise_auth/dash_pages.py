@@ -34,7 +34,7 @@ from .audit import audit
 from .errors import ConfigurationError, NotAllowed, SignInRequired
 from .identity import Identity
 from .privacy import Decision, PageRule, Pages, Policy
-from .viewer import Viewer, current_script_root, forget, see, seen_viewer
+from .viewer import current_script_root, forget, see, seen_viewer
 
 log = logging.getLogger("dash_enterprise_auth")
 
