@@ -79,6 +79,8 @@ def rule_of_page(module: str, page: Mapping[str, Any]) -> PageRule | None:
         raise ConfigurationError(f"page {module!r}: public=True opens the page to anyone; it cannot also "
                                  "have allowed_users or allowed_groups")
     if not public and not users and not groups:
+        if "allowed_users" not in page and "allowed_groups" not in page:
+            return None  # public=False alone: the app-wide rule
         raise ConfigurationError(f"page {module!r}: its allowed_users and allowed_groups are empty, which "
                                  "would open it to nobody; list someone, or remove the keywords to follow the "
                                  "app-wide rule")
@@ -110,19 +112,19 @@ def _shown(value: Any) -> str:
 def describe(rule: PageRule | None, policy: Policy) -> str:
     """A rule in words, for ``check``."""
     if rule is None:
-        return "app-wide rule (" + _describe_policy(policy) + ")"
+        return "the app-wide rule: " + _listed(policy.level.value, policy.allowed_users, policy.allowed_groups)
     if rule.public:
         return "public: anyone, signed in or not"
-    parts = [f"users {', '.join(sorted(rule.allowed_users))}" if rule.allowed_users else "",
-             f"groups {', '.join(sorted(rule.allowed_groups))}" if rule.allowed_groups else ""]
-    return "signed-in " + " or ".join(p for p in parts if p)
+    return _listed("restricted", rule.allowed_users, rule.allowed_groups)
 
 
-def _describe_policy(policy: Policy) -> str:
-    if policy.level.value != "restricted":
-        return policy.level.value
-    listed = [*(f"user {u}" for u in sorted(policy.allowed_users)), *(f"group {g}" for g in sorted(policy.allowed_groups))]
-    return "restricted to " + (", ".join(listed) if listed else "nobody listed")
+def _listed(level: str, users: Iterable[str], groups: Iterable[str]) -> str:
+    if level == "unauthorized":
+        return "anyone, signed in or not"
+    if level == "authorized":
+        return "any signed-in person"
+    names = [*(f"user {u}" for u in sorted(users)), *(f"group {g}" for g in sorted(groups))]
+    return "only " + " or ".join(names) if names else "nobody"
 
 
 class PageAccess:
