@@ -218,26 +218,28 @@ class PageAccess:
         return [page for module, page in self.registry.items()
                 if rules.get(module, self.policy).decide(identity) is Decision.ALLOW]
 
-    def check_callback(self, output: str, func: Callable[..., Any]) -> None:
-        """Raise unless the current viewer may run the callback answering ``output``."""
+    def checked_callback(self, output: str, func: Callable[..., Any], over_socket: bool) -> Callable[..., Any]:
+        """``func``, refusing to run for a viewer the rule of its page refuses. The check runs when
+        the callback is called, not when Dash prepares it: over a WebSocket, Dash prepares a sync
+        callback on a worker thread and only the call runs in the request's context."""
         if self.pages() is None:
-            return
+            return func
         try:
             rule = self._callback_rules[output]
         except KeyError:
             rule = self._callback_rules[output] = self._rule_of_callback(func)
         if rule is None:
-            return
-        viewer = seen_viewer()
-        identity = viewer.identity if viewer is not None else None
-        decision = rule.decide(identity)
-        if decision is Decision.ALLOW:
-            return
-        if decision is Decision.SIGN_IN:
-            raise SignInRequired(log_detail=f"anonymous callback {output}")
-        audit("forbidden", user=identity.username, client="", outcome="refused", callback=output)
-        raise NotAllowed(f"Signed in as {identity.username}, who may not use this part of the app.",
-                         log_detail=f"callback {output}")
+            return func
+        if inspect.iscoroutinefunction(func):
+            async def checked_async(*args: Any, **kwargs: Any) -> Any:
+                _refuse_unless_allowed(rule, output, over_socket)
+                return await func(*args, **kwargs)
+            return functools.wraps(func)(checked_async)
+
+        def checked(*args: Any, **kwargs: Any) -> Any:
+            _refuse_unless_allowed(rule, output, over_socket)
+            return func(*args, **kwargs)
+        return functools.wraps(func)(checked)
 
     def _rule_of_callback(self, func: Callable[..., Any]) -> PageRule | Policy | None:
         """None: no check beyond the guard's (Dash's own router, or a callback that checks itself)."""
@@ -321,9 +323,7 @@ class PageAccess:
             prepare = app._prepare_callback
 
             def prepare_callback(g: Any, body: Mapping[str, Any]) -> Any:
-                func = prepare(g, body)
-                self.check_callback(body["output"], func)
-                return func
+                return self.checked_callback(body["output"], prepare(g, body), "dash_websocket" in g)
             app._prepare_callback = prepare_callback
         if hasattr(app, "_config"):
             make_config = app._config
@@ -350,6 +350,27 @@ class PageAccess:
                 enable_pages()
                 read_rules(self.registry)  # the pages folder was just imported
             app.enable_pages = enable_pages_then_check
+
+
+def _refuse_unless_allowed(rule: PageRule | Policy, output: str, over_socket: bool) -> None:
+    """Over HTTP a refusal is the guard's 401 or 403. Over a WebSocket, Dash prints a traceback for
+    any error and shows it nowhere outside debug mode, so the callback does not update instead (the
+    socket of a session that ends is closed by the guard)."""
+    viewer = seen_viewer()
+    identity = viewer.identity if viewer is not None else None
+    decision = rule.decide(identity)
+    if decision is Decision.ALLOW:
+        return
+    if identity is not None:
+        audit("forbidden", user=identity.username, client="", outcome="refused", callback=output)
+    if over_socket:
+        from dash.exceptions import PreventUpdate
+
+        raise PreventUpdate
+    if decision is Decision.SIGN_IN:
+        raise SignInRequired(log_detail=f"anonymous callback {output}")
+    raise NotAllowed(f"Signed in as {identity.username}, who may not use this part of the app.",
+                     log_detail=f"callback {output}")
 
 
 def _view_for(server: Any, path: str) -> Any:

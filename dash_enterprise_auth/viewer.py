@@ -125,6 +125,6 @@ def _callback_cookies() -> dict[str, Any] | None:
 
     try:
         cookies = callback_context.cookies
-    except (MissingCallbackContextException, AttributeError, RuntimeError):  # no callback running
+    except (MissingCallbackContextException, AttributeError, RuntimeError, LookupError):  # no callback running
         return None
     return dict(cookies) if cookies is not None else None

@@ -25,7 +25,9 @@ import pytest
 import requests
 
 from .servers.app_server import ROOT, RunningApp, start_app
-from .test_backends import BACKENDS, assert_no_traceback
+from websockets.sync.client import connect
+
+from .test_backends import BACKENDS, assert_no_traceback, ws_callback
 
 EXAMPLE = ROOT / "examples/pages_app"
 MARKED = ROOT / "tests/apps/marked_pages"
@@ -100,7 +102,11 @@ def portal(request, tmp_path_factory) -> Iterator[Portal]:
 def marked(request, tmp_path_factory) -> Iterator[Portal]:
     folder = tmp_path_factory.mktemp(f"marked-{request.param}")
     env = env_for(request.param, folder, DASH_AUTH_ALLOWED_GROUPS="analysts")
-    app = start_app("app:server", env, folder / "server.log", server=BACKENDS[request.param], cwd=MARKED)
+    # One worker: Dash 4.4.1 adds the callbacks of dash.callback to the app at a worker's first HTTP
+    # request, so a WebSocket callback reaching a worker that has served none fails with a KeyError
+    # (Dash's defect); the WebSocket test makes that first request itself.
+    app = start_app("app:server", env, folder / "server.log", server=BACKENDS[request.param], cwd=MARKED,
+                    workers=1)
     yield Portal(app)
     app.stop()
     assert_no_traceback(app.log())
@@ -264,6 +270,31 @@ def test_the_public_page_opens_the_shell_to_anonymous_viewers_only_as_far_as_it_
     assert marked.load(anonymous, "/").status_code == 200
     assert anonymous.get(marked.url + "/_dash-layout", timeout=15).status_code == 200
     assert marked.load(anonymous, "/vault").status_code == 302
+
+
+@pytest.mark.parametrize("marked", ["fastapi", "quart"], indirect=True)  # Flask serves no sockets
+def test_over_a_websocket_a_page_callback_never_runs_for_viewers_the_page_refuses(marked):
+    def over_socket(who: str | None, button: str, output: str) -> dict:
+        session = marked.client(who)
+        cookie = "; ".join(f"{k}={v}" for k, v in session.cookies.items())
+        body = {"output": f"{output}.children", "outputs": {"id": output, "property": "children"},
+                "inputs": [{"id": button, "property": "n_clicks", "value": 1}],
+                "changedPropIds": [f"{button}.n_clicks"]}
+        with connect(marked.url.replace("http://", "ws://") + "/_dash-ws-callback", origin=marked.url,
+                     additional_headers={"Cookie": cookie} if cookie else {}, open_timeout=15) as socket:
+            return ws_callback(socket, body, secrets.token_hex(4))
+
+    assert marked.load(marked.client(), "/").status_code == 200  # the worker's first request (see above)
+    before = marked.app.log()
+    assert over_socket("alice", "secret-button", "secret")["status"] == "ok"
+    # Refused as "no update": Dash shows callback errors nowhere outside debug mode over a socket.
+    assert over_socket("bob", "secret-button", "secret") == {"status": "prevent_update"}
+    # The public lobby opens the socket to anonymous visitors; the page's callbacks stay closed.
+    assert over_socket(None, "secret-button", "secret") == {"status": "prevent_update"}
+    assert over_socket(None, "ticker-button", "ticker")["status"] == "ok"
+    ran = marked.app.log()[len(before):]
+    assert "secret run by alice" in ran and "ticker run by None" in ran
+    assert "secret run by bob" not in ran and "secret run by None" not in ran
 
 
 # -- bad rules stop start-up ------------------------------------------------------------------------------

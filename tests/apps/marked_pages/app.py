@@ -11,8 +11,9 @@ from dash import Input, Output, html
 
 import dash_enterprise_auth as auth
 
-app = dash.Dash(__name__, use_pages=True, pages_folder=os.environ.get("PAGES_FOLDER", "pages"),
-                backend=os.environ.get("DASH_BACKEND", "flask"))
+BACKEND = os.environ.get("DASH_BACKEND", "flask")
+app = dash.Dash(__name__, use_pages=True, pages_folder=os.environ.get("PAGES_FOLDER", "pages"), backend=BACKEND,
+                **({"websocket_callbacks": True} if BACKEND != "flask" else {}))  # ASGI: callbacks over a socket
 server = app.server
 
 app.layout = html.Div([html.Button("App note", id="app-button"), html.Div(id="app-note"), dash.page_container])
