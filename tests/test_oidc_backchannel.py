@@ -23,7 +23,7 @@ import requests
 from joserfc import jwt
 from joserfc.jwk import OctKey, RSAKey
 
-from .conftest import OIDC_CLIENT_ID, OIDC_CLIENT_SECRET
+from .conftest import IN_PROCESS_APP, OIDC_CLIENT_ID, OIDC_CLIENT_SECRET
 from .servers.app_server import RunningApp, free_port, start_app
 from .servers.oidc_server import ACCOUNTS, OidcProvider, client, confirm_logout, get_at_provider, submit_login
 from .servers.redis_server import RedisServer
@@ -356,3 +356,35 @@ def test_the_route_is_under_the_routes_prefix(make_app, oidc_provider):
     answer = app.server.test_client().post("/sales" + ROUTE, data={"logout_token": "x"})
     assert answer.status_code == 400
 
+
+
+def test_after_key_rotation_a_logout_token_refetches_the_keys_but_forged_kids_cannot_make_it_ask_again(
+        make_app, make_oidc_provider):
+    """A token signed with the provider's new key fetches its keys again; a flood of unknown kids
+    afterwards is refused without asking the provider (here stopped: asking would answer 503)."""
+    provider = make_oidc_provider(client(OIDC_CLIENT_ID, f"{IN_PROCESS_APP}/_dash-auth/callback/oidc",
+                                         f"{IN_PROCESS_APP}/_dash-auth/signed-out", OIDC_CLIENT_SECRET))
+    app = make_app(**in_process_settings(provider))
+    browser = app.server.test_client()
+    assert back_from_provider(browser, "alice")[0].status_code == 302 and has_session(browser)
+    provider.rotate_keys()
+    rotated = app.server.test_client().post(ROUTE, data={"logout_token": logout_token(provider, sub="alice")})
+    assert rotated.status_code == 200 and not has_session(browser)
+    provider.stop()
+    for _ in range(3):
+        forged = logout_token(provider, foreign_key(secrets.token_urlsafe(8)), sub="alice")
+        assert app.server.test_client().post(ROUTE, data={"logout_token": forged}).status_code == 400
+
+
+def test_a_provider_that_names_only_sub_ends_every_session_of_the_person_who_signed_out(tmp_path):
+    """A client registered without backchannel_logout_session_required: ID tokens carry no sid and the
+    provider's logout token names only sub, so signing out at the provider ends all of alice's
+    sessions here, and nobody else's."""
+    site = start_site("flask", tmp_path / "site", backchannel_sid=False)
+    try:
+        alice, alice_elsewhere, bob = site.sign_in("alice"), site.sign_in("alice"), site.sign_in("bob")
+        sign_out_at_the_provider(site, alice)
+        assert "backchannel.success" in site.provider.log()
+        assert not signed_in(alice) and not signed_in(alice_elsewhere) and signed_in(bob)
+    finally:
+        stop_site(site)

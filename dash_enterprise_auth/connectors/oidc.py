@@ -15,7 +15,7 @@ that OpenID Connect Back-Channel Logout 1.0 can end it: the provider POSTs a
 logout token, checked here the same way (keys, asymmetric algorithms, ``iss``,
 ``aud``) plus what makes it a logout token and not an ID token (the
 back-channel logout event, ``sid`` and/or ``sub``, a ``jti``, no ``nonce``). Anyone
-can POST there, so a token naming an unknown key refetches the keys at most once
+can POST there, so logout tokens naming unknown keys refetch the keys at most once
 every ``KEY_REFETCH_INTERVAL`` seconds.
 """
 from __future__ import annotations
@@ -61,7 +61,7 @@ METADATA_TTL = 3600.0
 BACKCHANNEL_LOGOUT_EVENT = "http://schemas.openid.net/event/backchannel-logout"
 LOGOUT_TOKEN_MAX_AGE = 120  # seconds after its iat (plus the skew) that a logout token is accepted
 MAX_LOGOUT_TOKEN = 16 * 1024  # characters; a real one is about 1 KB
-KEY_REFETCH_INTERVAL = 30.0  # seconds: an unknown kid in a logout token refetches the JWKS no more often
+KEY_REFETCH_INTERVAL = 30.0  # seconds: unknown kids in logout tokens refetch the JWKS no more often
 
 
 class OidcConnector(RedirectConnector):
@@ -92,6 +92,7 @@ class OidcConnector(RedirectConnector):
         self._lock = threading.Lock()
         self._metadata: tuple[float, dict[str, Any]] | None = None
         self._keys: tuple[float, KeySet] | None = None
+        self._refetched_for_logout = float("-inf")  # when a logout token's unknown kid last refetched the keys
         self._probe = Probe(lambda: self.metadata(fresh=True))
 
     @classmethod
@@ -177,18 +178,20 @@ class OidcConnector(RedirectConnector):
         return [a for a in self.metadata().get("id_token_signing_alg_values_supported") or ["RS256"]
                 if a in SIGNING_ALGORITHMS] or ["RS256"]
 
-    def _decode(self, token: str, refetch_after: float = 0.0) -> jwt.Token:
+    def _decode(self, token: str, logout: bool = False) -> jwt.Token:
         """The token checked against the provider's keys; an unknown kid fetches them again once
-        (the provider rotated its keys), unless they were fetched less than ``refetch_after``
-        seconds ago."""
+        (the provider rotated its keys). For a logout token, which anyone can send, not if another
+        one did less than ``KEY_REFETCH_INTERVAL`` seconds ago."""
         algorithms = self._algorithms()
         try:
             return jwt.decode(token, self._key_set(), algorithms=algorithms)
         except InvalidKeyIdError:
-            with self._lock:
-                fetched = self._keys[0] if self._keys else None
-            if fetched is not None and time.monotonic() - fetched < refetch_after:
-                raise
+            if logout:
+                now = time.monotonic()
+                with self._lock:
+                    if now - self._refetched_for_logout < KEY_REFETCH_INTERVAL:
+                        raise
+                    self._refetched_for_logout = now
             return jwt.decode(token, self._key_set(refresh=True), algorithms=algorithms)
 
     def validate_id_token(self, id_token: str, nonce: str) -> dict[str, Any]:
@@ -274,7 +277,7 @@ class OidcConnector(RedirectConnector):
         if len(token) > MAX_LOGOUT_TOKEN:
             raise ProviderRefused(log_detail=f"a logout_token of {len(token)} characters")
         try:
-            claims = dict(self._decode(token, refetch_after=KEY_REFETCH_INTERVAL).claims)
+            claims = dict(self._decode(token, logout=True).claims)
             jwt.JWTClaimsRegistry(
                 leeway=self.clock_skew,
                 iss={"essential": True, "value": self.issuer},
