@@ -10,7 +10,10 @@ in (garbage, truncated, forged, replayed, from a realm not allowed) gets the
 page again, saying why, with no session.
 
 The challenge page is where a person without a ticket lands; it is the one
-place to offer other ways in.
+place to offer other ways in. It loads itself once more (``&negotiate=again``,
+a meta refresh, no script): a fresh Chromium process leaves the first
+challenge it meets unanswered and answers the next one, so a person whose
+browser has a ticket never reads it.
 """
 from __future__ import annotations
 
@@ -34,6 +37,7 @@ NEEDED = ("This app signs you in with your Kerberos (Windows domain) sign-in, an
           "it. Sign in to your computer's domain (or run kinit), check that your browser allows single sign-on "
           "to this site, then try again.")
 FAILED = "Kerberos sign-in failed. Sign in to your computer's domain (or run kinit) and try again."
+AGAIN = "negotiate"  # the query parameter of the challenge page's one reload
 #: Base64 of the largest token accepted (connectors refuse larger decoded tokens themselves).
 MAX_HEADER = 96 * 1024
 
@@ -43,7 +47,8 @@ def sign_in(protection: Protection, request: Request, next_url: str) -> Answer:
     connector = cast(NegotiateConnector, protection.connector)
     scheme, _, value = (request.headers.get("Authorization") or "").partition(" ")
     if scheme.lower() != connector.scheme.lower():
-        return challenge(protection, request, next_url, 401, "Kerberos sign-in needed", NEEDED)
+        again = None if request.args.get(AGAIN) else protection.prefixes.sign_in_url(request, next_url) + f"&{AGAIN}=again"
+        return challenge(protection, request, next_url, 401, "Kerberos sign-in needed", NEEDED, again)
     refuse_io("accepting a Negotiate token")
     try:
         token = _decode(value)
@@ -66,14 +71,15 @@ def sign_in(protection: Protection, request: Request, next_url: str) -> Answer:
 
 
 def challenge(protection: Protection, request: Request, next_url: str, status: int, title: str,
-              message: str) -> Answer:
+              message: str, again_url: str | None = None) -> Answer:
     """The page (or JSON for scripts) with ``WWW-Authenticate: Negotiate``: a browser with a ticket
-    answers it unseen; anyone else reads why they are not signed in and may try again."""
+    answers it unseen; anyone else reads why they are not signed in and may try again. The page
+    loads ``again_url`` at once, when given."""
     connector = cast(NegotiateConnector, protection.connector)
     retry = protection.prefixes.sign_in_url(request, next_url)
     if wants_html(request):
         answer = protection.pages.page(request, "negotiate.html", status, title=title, message=message,
-                                       retry_url=retry)
+                                       retry_url=retry, again_url=again_url)
     else:
         answer = api_error(status, message, sign_in_url=retry)
     if status == 401:
