@@ -348,3 +348,42 @@ def test_on_fastapi_the_token_is_accepted_on_a_sign_in_thread_not_the_event_loop
         assert answer.status_code == 302, answer.text[:300]
         assert client.get("/", headers=HTML).status_code == 200
     assert seen and all(name.startswith("dash-auth-sign-in") for name in seen), seen
+
+
+@pytest.mark.parametrize("backend", ["fastapi", "quart"])
+def test_over_http_on_the_asgi_backends(backend, kdc, alice, tmp_path):
+    """connectors_app under uvicorn or hypercorn (two workers), a Python client with real tokens:
+    sign-in and "Hello alice", delegated credentials, garbage and replayed tokens refused, no 500."""
+    from .test_backends import assert_no_traceback
+    from .test_backends_connectors import hello, serve
+
+    served = serve(backend, {"DASH_AUTH_CONNECTOR": "spnego", "DASH_AUTH_KRB5_REALM": kdc.realm,
+                             "DASH_AUTH_KRB5_KEYTAB": str(kdc.http_keytab), "DASH_AUTH_ALLOWED_USERS": "alice",
+                             "DASH_AUTH_SECRET_KEY": "s" * 48}, tmp_path / "app")
+    try:
+        def sign_in(browser, token: str):
+            return browser.http.get(f"{served.url}{LOGIN}?next=/", allow_redirects=False, timeout=30,
+                                    headers={**HTML, "Authorization": f"Negotiate {token}"})
+
+        challenge = served.browser("localhost").http.get(served.url + LOGIN, headers=HTML, timeout=30)
+        assert challenge.status_code == 401 and challenge.headers["WWW-Authenticate"] == "Negotiate"
+
+        browser = served.browser("localhost")
+        token = token_for(alice, delegate=True)[0]
+        answer = sign_in(browser, token)
+        assert answer.status_code == 302 and answer.headers["Location"] == "/", (answer.status_code, answer.text)
+        assert answer.headers["WWW-Authenticate"].startswith("Negotiate ")
+        hello(browser)
+        ccache = browser.http.get(served.url + "/ccache", timeout=30)
+        assert ccache.status_code == 200 and f"alice@{kdc.realm}" in klist(ccache.content, tmp_path)
+
+        for bad in (token, base64.b64encode(os.urandom(300)).decode(), "%%%"):
+            stranger = served.browser("localhost")
+            refused = sign_in(stranger, bad)
+            assert refused.status_code in (400, 401) and "dash-auth-session" not in refused.headers.get(
+                "Set-Cookie", ""), (refused.status_code, refused.text[:300])
+            assert stranger.http.get(served.url + "/ccache", timeout=30).status_code == 401
+    finally:
+        served.app.stop()
+    assert_no_traceback(served.app.log())
+    assert '" 500 ' not in served.app.log()
