@@ -53,7 +53,7 @@ class SpnegoConnector(NegotiateConnector):
     request>@REALM``) with the keys in ``DASH_AUTH_KRB5_KEYTAB``."""
 
     name = "spnego"
-    options = (ALLOWED_REALMS,)
+    options = (KRB5_REALM, KRB5_KEYTAB, KRB5_SERVICE_PRINCIPAL, ALLOWED_REALMS)  # the first three: core settings too
 
     def __init__(self, realm: str, keytab: str, service_principal: str | None = None,
                  allowed_realms: tuple[str, ...] = ()) -> None:
@@ -84,6 +84,14 @@ class SpnegoConnector(NegotiateConnector):
         except OSError as exc:
             raise ConfigurationError(f"DASH_AUTH_KRB5_KEYTAB={keytab!r} cannot be read ({exc.strerror}): use the "
                                      "path of the app's keytab, readable by the app's user") from None
+        try:
+            held = keytab_principals(path)
+        except Exception as exc:  # pykrb5's Krb5Error: not a keytab
+            raise ConfigurationError(f"DASH_AUTH_KRB5_KEYTAB={keytab!r} is not valid: use a keytab file "
+                                     f"({_reason(exc)})") from None
+        if not held:
+            raise ConfigurationError(f"DASH_AUTH_KRB5_KEYTAB={keytab!r} is not valid: it holds no key; use the "
+                                     "app's keytab, holding the key of HTTP/<the app's host name>")
         connector = cls(realm, path, settings.get(KRB5_SERVICE_PRINCIPAL), settings.get(ALLOWED_REALMS))
         if connector.service_principal:
             try:
