@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from .kerberos import PRIVATE_KEY, TIME_FORMAT, CcacheInEnvironment, KerberosTicketUnavailable, private_ccache
-from .viewer import Viewer, current_protection, current_viewer
+from .viewer import Viewer, current_protection, current_viewer, seen_viewer
 
 # Fields of get_user_data() that come from the identity provider and that
 # set_user_data() cannot overwrite.
@@ -23,6 +23,17 @@ def get_username() -> str | None:
         return None
     override = viewer.record.user_data.get("_username") if viewer.record else None
     return override or viewer.identity.username
+
+
+def accessible_pages() -> list[dict[str, Any]]:
+    """The entries of ``dash.page_registry`` (the same dicts, in registry order) that the viewer may
+    open, for a menu that shows each viewer their pages. Outside any request (Dash calls layout
+    functions once at start-up) the viewer is anonymous: only pages open to anyone."""
+    access = current_protection().page_access
+    if access is None:
+        raise RuntimeError("accessible_pages() needs a Dash app protected by dash_enterprise_auth")
+    viewer = seen_viewer()
+    return access.accessible(viewer.identity if viewer is not None else None)
 
 
 def get_user_data() -> dict[str, Any]:

@@ -12,9 +12,12 @@ import getpass
 import sys
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from .errors import ConfigurationError, ServiceUnavailable
+
+if TYPE_CHECKING:
+    from .config import CoreConfig
 
 
 def _read_password(confirm: bool) -> str:
@@ -82,7 +85,43 @@ def cmd_check(args: argparse.Namespace) -> int:
         line(False, f"connector {connector.name}: {exc.log_detail or exc.user_message}")
     for finding in connector.check(args.user):
         line(finding.ok, finding.message)
+    if args.app:
+        for ok, message in _page_rules(args.app, config):
+            line(ok, message)
+    else:
+        print("     pages: give --app MODULE:VARIABLE (as for gunicorn) to list who may open each page")
     return 1 if failures else 0
+
+
+def _page_rules(target: str, config: "CoreConfig") -> list[tuple[bool, str]]:
+    """Import the app as a server would, and say who may open each of its pages."""
+    import importlib
+    import os
+
+    from .dash_pages import describe, read_rules
+    from .privacy import Policy
+
+    module_name, _, variable = target.partition(":")
+    sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+        getattr(module, variable or "app")
+    except ConfigurationError as exc:
+        return [(False, f"app {target}: {exc}")]
+    except Exception as exc:  # the app's own import failed: say how, not where
+        return [(False, f"app {target} does not import: {type(exc).__name__}: {exc}")]
+    import dash
+
+    registry = dash.page_registry
+    if not registry:
+        return [(True, f"app {target}: no pages (dash.register_page); the app-wide rule covers everything")]
+    try:
+        rules = read_rules(registry)
+    except ConfigurationError as exc:
+        return [(False, str(exc))]
+    policy = Policy.build(config.privacy, config.allowed_users, config.allowed_groups)
+    return [(True, f"page {page.get('name') or module} ({page.get('path_template') or page.get('path')}): "
+                   f"{describe(rules.get(module), policy)}") for module, page in registry.items()]
 
 
 def cmd_sessions(args: argparse.Namespace) -> int:
@@ -122,6 +161,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands.add_parser("hash-password", help="print an Argon2id hash").set_defaults(run=cmd_hash_password)
     check = commands.add_parser("check", help="check settings, connector and store")
     check.add_argument("--user", help="also look this person up (groups included) without their password")
+    check.add_argument("--app", help="MODULE:VARIABLE of a multi-page Dash app: list who may open each page")
     check.set_defaults(run=cmd_check)
     sessions = commands.add_parser("sessions", help="list or revoke live sessions")
     sessions.add_argument("action", choices=["list", "revoke"])

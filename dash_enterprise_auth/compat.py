@@ -16,6 +16,7 @@ from flask import has_request_context
 
 from .api import get_user_data, get_username, set_user_data, set_username
 from .connectors.basic import BasicConnector
+from .dash_pages import CALLBACK_RULE, OWN_CHECK, PUBLIC
 from .install import protect
 from .protection import Protection
 
@@ -190,7 +191,20 @@ def protected_callback(
                                         else leave_unchanged),
             groups=groups, groups_key=groups_key, groups_str_split=groups_str_split, check_type=check_type,
         )(func)
+        setattr(guarded, CALLBACK_RULE, OWN_CHECK)  # its groups decide, not the rule of its page
         return dash.callback(*callback_args, **callback_kwargs)(guarded)
+
+    return decorator
+
+
+def public_callback(*callback_args: Any, **callback_kwargs: Any) -> Callable:
+    """A Dash callback anyone may run, signed in or not, whatever the rule of the app or of its
+    page: for the components of public pages and public paths (dash-auth's ``public_callback``)."""
+    import dash
+
+    def decorator(func: Callable) -> Callable:
+        setattr(func, CALLBACK_RULE, PUBLIC)
+        return dash.callback(*callback_args, **callback_kwargs)(func)
 
     return decorator
 

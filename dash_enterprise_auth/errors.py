@@ -93,6 +93,19 @@ class SessionEnded(AuthenticationError):
     default_message = "Not signed in, or the session has ended. Sign in again."
 
 
+class SignInRequired(AuthenticationError):
+    """An anonymous viewer reached something of the app (a page's callback) that needs sign-in."""
+
+    default_message = "Not signed in, or the session has ended. Sign in again."
+
+
+class NotAllowed(AuthenticationError):
+    """A signed-in viewer reached something of the app (a page's callback) their rule does not open."""
+
+    status = 403
+    default_message = "You may not use this part of the app."
+
+
 class SignInExpired(AuthenticationError):
     """A provider's answer whose single-use state is unknown, used or expired."""
 

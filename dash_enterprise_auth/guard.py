@@ -14,7 +14,7 @@ import logging
 from dataclasses import dataclass, field
 
 from .audit import audit
-from .errors import AuthenticationError, ServiceUnavailable, SessionEnded
+from .errors import AuthenticationError, ConfigurationError, ServiceUnavailable, SessionEnded, SignInRequired
 from .pages import api_error, wants_html
 from .privacy import Decision, decide
 from .protection import Protection
@@ -50,7 +50,13 @@ def check(protection: Protection, request: Request) -> Answer | Admit:
             answer.headers["WWW-Authenticate"] = 'Basic realm="dash", charset="UTF-8"'
         return answer
 
-    decision = decide(protection.policy, viewer.identity if viewer else None, request.path)
+    try:
+        pages = protection.page_access.pages() if protection.page_access is not None else None
+    except ConfigurationError as exc:  # a page registered after start-up with a bad rule
+        log.error("dash-enterprise-auth: refusing %s: %s", request.path, exc)
+        return protection.pages.problem(request, 500, "This app is misconfigured; its operator can read why "
+                                        "in the server log.", "Misconfigured")
+    decision = decide(protection.policy, viewer.identity if viewer else None, request.path, pages)
     if decision is Decision.ALLOW:
         return Admit(viewer)
     if decision is Decision.SIGN_IN:
@@ -59,10 +65,13 @@ def check(protection: Protection, request: Request) -> Answer | Admit:
             return Admit(None, [cookie] if cookie else [])
         return ask_to_sign_in(protection, request)
     audit("forbidden", user=viewer.identity.username, client=request.client, outcome="refused", path=request.path)
+    page = protection.page_access.page_name(request.path) if pages is not None else None
     if wants_html(request):
-        return protection.pages.page(request, "forbidden.html", 403, viewer=viewer.identity,
+        return protection.pages.page(request, "forbidden.html", 403, viewer=viewer.identity, page=page,
+                                     home_url=protection.prefixes.app_root(request),
                                      logout_url=protection.prefixes.package_url(request, "logout"))
-    return api_error(403, f"Signed in as {viewer.identity.username}, who may not use this app.")
+    return api_error(403, f"Signed in as {viewer.identity.username}, who may not use this "
+                          f"{'page' if page else 'app'}.")
 
 
 def is_package_route(protection: Protection, request: Request) -> bool:
@@ -78,6 +87,8 @@ def answer_failure(protection: Protection, request: Request, exc: Authentication
         answer = ask_to_sign_in(protection, request)
         protection.clear_cookie(answer, request)
         return answer
+    if isinstance(exc, SignInRequired):
+        return ask_to_sign_in(protection, request)
     log.warning("dash-enterprise-auth: %s on %s: %s", type(exc).__name__, request.path, exc.log_detail)
     return protection.pages.problem(request, exc.status, exc.user_message, "Not allowed")
 

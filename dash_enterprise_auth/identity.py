@@ -18,8 +18,8 @@ class Identity:
     data kept with the session (an ID token for the provider's logout, a token
     to revoke); it never reaches the app, ``get_user_data()`` or hooks.
     ``logout_ids`` are the names under which the provider may later ask to end
-    this sign-in (SAML NameID and SessionIndex, made with :func:`logout_id`);
-    the session store indexes sessions by them.
+    this sign-in (SAML NameID and SessionIndex, OpenID Connect ``sub`` and ``sid``,
+    made with :func:`logout_id`); the session store indexes sessions by them.
     """
 
     username: str

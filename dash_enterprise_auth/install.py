@@ -19,6 +19,7 @@ from . import viewer as viewer_module
 from .config import CONNECTOR, CORE_OPTIONS, DEFAULT_STORE_FILE, PRIVACY, CoreConfig
 from .connectors import Connector, available, connector_class
 from .connectors.base import NegotiateConnector, ProviderSharing
+from .dash_pages import PageAccess
 from .errors import ConfigurationError
 from .pages import Pages
 from .protection import Protection
@@ -61,6 +62,8 @@ def protect(app: Any, **overrides: Any) -> Protection:
     prefixes = _prefixes(app)
     pages = Pages(_template_folder(server, root), _title_getter(app, server), prefixes)
     protection = Protection(config, connector, store, prefixes, pages, overrides)
+    if hasattr(app, "callback_map") and hasattr(app, "config"):  # a Dash app: its pages may have rules
+        protection.page_access = PageAccess(app, protection.policy, protection)
 
     if isinstance(server, flask.Flask):
         if config.proxy_hops:

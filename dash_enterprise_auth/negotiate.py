@@ -38,6 +38,7 @@ NEEDED = ("This app signs you in with your Kerberos (Windows domain) sign-in, an
           "to this site, then try again.")
 FAILED = "Kerberos sign-in failed. Sign in to your computer's domain (or run kinit) and try again."
 AGAIN = "negotiate"  # the query parameter of the challenge page's one reload
+AGAIN_QUERY = f"&{AGAIN}=again"
 #: Base64 of the largest token accepted (connectors refuse larger decoded tokens themselves).
 MAX_HEADER = 96 * 1024
 
@@ -47,7 +48,7 @@ def sign_in(protection: Protection, request: Request, next_url: str) -> Answer:
     connector = cast(NegotiateConnector, protection.connector)
     scheme, _, value = (request.headers.get("Authorization") or "").partition(" ")
     if scheme.lower() != connector.scheme.lower():
-        again = None if request.args.get(AGAIN) else protection.prefixes.sign_in_url(request, next_url) + f"&{AGAIN}=again"
+        again = None if request.args.get(AGAIN) else protection.prefixes.sign_in_url(request, next_url) + AGAIN_QUERY
         return challenge(protection, request, next_url, 401, "Kerberos sign-in needed", NEEDED, again)
     refuse_io("accepting a Negotiate token")
     try:

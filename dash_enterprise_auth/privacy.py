@@ -1,14 +1,16 @@
-"""Who may see a path: one pure function of (policy, identity, path).
+"""Who may see a path: one pure function of (policy, identity, path, pages).
 
 The guard asks :func:`decide` on every request; it reads no request, store
-or global, so it is tested as a table.
+or global, so it is tested as a table. A multi-page Dash app adds its
+:class:`Pages`: rules per page, and the routes of Dash itself (the page shell:
+layout, callbacks, scripts), which must open to whoever may open any page.
 """
 from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Iterable
+from typing import Callable, Iterable, Mapping
 
 from werkzeug.routing import Map, Rule
 from werkzeug.exceptions import HTTPException
@@ -73,6 +75,14 @@ class Policy:
             routes_prefix,
         )
 
+    def decide(self, identity: Identity | None) -> Decision:
+        """The app-wide rule, for a path that no page rule covers."""
+        if self.level is PrivacyLevel.UNAUTHORIZED:
+            return Decision.ALLOW
+        if identity is None:
+            return Decision.SIGN_IN
+        return Decision.ALLOW if self.allows(identity) else Decision.FORBIDDEN
+
     def allows(self, identity: Identity) -> bool:
         """Whether this signed-in identity may see the app (ignores the path)."""
         if self.level is not PrivacyLevel.RESTRICTED:
@@ -86,12 +96,69 @@ class Policy:
         return self.routes_prefix.rstrip("/") + PACKAGE_ROUTES
 
 
-def decide(policy: Policy, identity: Identity | None, path: str) -> Decision:
-    """The package's own routes and public paths are open; the rest follows the level."""
+@dataclass(frozen=True)
+class PageRule:
+    """Who may open one page: anyone, signed in or not (``public``), or the listed people only."""
+
+    public: bool = False
+    allowed_users: frozenset[str] = frozenset()
+    allowed_groups: frozenset[str] = frozenset()
+
+    @classmethod
+    def build(cls, public: bool = False, allowed_users: Iterable[str] = (),
+              allowed_groups: Iterable[str] = ()) -> "PageRule":
+        return cls(public, frozenset(u.casefold() for u in allowed_users),
+                   frozenset(g.casefold() for g in allowed_groups))
+
+    def decide(self, identity: Identity | None) -> Decision:
+        if self.public:
+            return Decision.ALLOW
+        if identity is None:
+            return Decision.SIGN_IN
+        if identity.username.casefold() in self.allowed_users:
+            return Decision.ALLOW
+        return Decision.FORBIDDEN if self.allowed_groups.isdisjoint(identity.folded_groups) else Decision.ALLOW
+
+
+@dataclass(frozen=True)
+class Pages:
+    """The page rules of a multi-page Dash app.
+
+    ``rules`` maps a page (its module name in ``dash.page_registry``) to its
+    rule; pages without one follow the app-wide policy. ``page_at`` names the
+    page a route path shows, as Dash's router would. ``shell`` are the route
+    prefixes of Dash's own machinery (layout, dependencies, callbacks, scripts,
+    assets): anyone who may open some page needs them, and each callback is
+    then checked against its own page's rule when it runs. ``open_callbacks``:
+    the app has callbacks marked public, so anonymous viewers need the shell too.
+    """
+
+    rules: Mapping[str, PageRule]
+    page_at: Callable[[str], str | None]
+    shell: tuple[str, ...]
+    open_callbacks: bool = False
+
+    def rule(self, policy: Policy, page: str | None) -> PageRule | Policy:
+        return self.rules.get(page, policy) if page is not None else policy
+
+    def opens_some_page(self, policy: Policy, identity: Identity | None) -> bool:
+        if identity is None and self.open_callbacks:
+            return True
+        return any(rule.decide(identity) is Decision.ALLOW for rule in self.rules.values())
+
+    def decide(self, policy: Policy, identity: Identity | None, path: str) -> Decision:
+        if path.startswith(self.shell):
+            decision = policy.decide(identity)
+            if decision is Decision.ALLOW or not self.opens_some_page(policy, identity):
+                return decision
+            return Decision.ALLOW
+        return self.rule(policy, self.page_at(path)).decide(identity)
+
+
+def decide(policy: Policy, identity: Identity | None, path: str, pages: Pages | None = None) -> Decision:
+    """The package's own routes and public paths are open; then the page's rule, else the app's."""
     if path.startswith(policy.package_routes) or path in policy.public_paths:
         return Decision.ALLOW
-    if policy.level is PrivacyLevel.UNAUTHORIZED:
-        return Decision.ALLOW
-    if identity is None:
-        return Decision.SIGN_IN
-    return Decision.ALLOW if policy.allows(identity) else Decision.FORBIDDEN
+    if pages is not None:
+        return pages.decide(policy, identity, path)
+    return policy.decide(identity)

@@ -75,6 +75,7 @@ class Protection:
             config.privacy, config.allowed_users, config.allowed_groups, config.public_paths, prefixes.routes
         )
         self.hooks: list[AuthorizedHook] = []
+        self.page_access: Any = None  # a Dash app's PageAccess (dash_pages), set when installed
 
     @property
     def accepts_passwords(self) -> bool:

@@ -7,13 +7,14 @@ the guard has resolved its viewer.
 from __future__ import annotations
 
 import logging
+import time
 from importlib.resources import files
 from typing import Callable
 
 from . import negotiate, round_trip
 from .audit import audit
-from .connectors.base import NegotiateConnector, RedirectConnector, ServiceMetadata, SingleLogout
-from .errors import AuthenticationError, ServiceUnavailable
+from .connectors.base import BackChannelLogout, NegotiateConnector, RedirectConnector, ServiceMetadata, SingleLogout
+from .errors import AuthenticationError, Replayed, ServiceUnavailable
 from .origin import is_cross_site, is_same_origin_navigation
 from .pages import api_error
 from .protection import Protection
@@ -46,6 +47,8 @@ def _route(name: str) -> tuple[Route | None, tuple[str, ...]]:
         return callback, ("GET", "POST")
     if name.startswith("static/"):
         return static, ("GET", "HEAD")
+    if name.startswith("backchannel-logout/"):
+        return backchannel_logout, ("POST",)
     return ROUTES.get(name, (None, ()))
 
 
@@ -99,7 +102,8 @@ def login(protection: Protection, request: Request, viewer: Viewer | None) -> An
                 return unavailable(protection, request, ServiceUnavailable(log_detail="connector error"))
         return login_form(protection, request)
     if not protection.accepts_passwords:
-        how = "with Kerberos" if isinstance(protection.connector, NegotiateConnector) else "through its identity provider"
+        kerberos = isinstance(protection.connector, NegotiateConnector)
+        how = "with Kerberos" if kerberos else "through its identity provider"
         return protection.pages.problem(request, 405, f"This app signs in {how}.",
                                         "Sign in elsewhere", retry_url=protection.prefixes.sign_in_url(request))
     if is_cross_site(request):
@@ -159,6 +163,46 @@ def single_logout(protection: Protection, request: Request, viewer: Viewer | Non
     own = request.host_url.rstrip("/") + signed_out
     answer = Answer.redirect(target if target and not target.startswith(own) else signed_out)
     protection.clear_cookie(answer, request)
+    return answer
+
+
+def backchannel_logout(protection: Protection, request: Request, viewer: Viewer | None) -> Answer:
+    """OpenID Connect Back-Channel Logout: the provider's server says sign-ins ended there.
+
+    A server-to-server POST with no cookie and no browser: no origin or CSRF check applies, the
+    provider's signed, single-use logout token is the only credential. 200 once the sessions
+    have ended on every worker and host; 400 (the reason in the log) for a token that is not
+    valid or was seen before, ending nothing; 503 when the session store (or the provider's
+    keys) cannot be reached, ending nothing either, so the provider may send it again.
+    """
+    name = request.path.rsplit("/", 1)[-1]
+    connector = protection.connector
+    if name != connector.name or not isinstance(connector, BackChannelLogout):
+        return api_error(404, "This app's sign-in has no back-channel logout here.")
+    try:
+        notice = connector.logout_notice(request.form)
+        # Seen first, then ended: a replay must end nothing, even sessions started since.
+        if not protection.store.remember_once(notice.once_id, max(1.0, notice.until - time.time())):
+            raise Replayed(log_detail="logout token refused: its jti was seen before (replay)")
+        count = sum(protection.store.delete_by_logout_id(i) for i in notice.logout_ids)
+    except ServiceUnavailable as exc:
+        log.error("dash-enterprise-auth: back-channel logout not done, nothing ended: %s", exc.log_detail)
+        return _no_store(api_error(503, "temporarily_unavailable"))
+    except AuthenticationError as exc:
+        log.warning("dash-enterprise-auth: back-channel logout refused: %s", exc.log_detail)
+        audit("sign_out", user=None, client=request.client, outcome="refused", via="backchannel",
+              reason=exc.log_detail or type(exc).__name__)
+        return _no_store(api_error(400, "invalid_request", error_description="The logout token is not valid."))
+    except Exception:  # a connector bug must refuse the notice, not crash the route
+        log.exception("dash-enterprise-auth: the %s connector failed on a back-channel logout", connector.name)
+        return _no_store(api_error(400, "invalid_request", error_description="The logout token is not valid."))
+    audit("sign_out", user=notice.subject, client=request.client, outcome="success", via="backchannel",
+          sessions=count)
+    return _no_store(Answer(200))
+
+
+def _no_store(answer: Answer) -> Answer:
+    answer.headers["Cache-Control"] = "no-store"
     return answer
 
 

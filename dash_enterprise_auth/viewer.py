@@ -96,6 +96,18 @@ def current_viewer(name: str) -> Viewer | None:
     return _process_protection.viewer_from_cookies(cookies)
 
 
+def seen_viewer() -> Viewer | None:
+    """Like :func:`current_viewer`, but None (anonymous) outside any request or callback: for
+    code Dash also runs at start-up, such as layout functions."""
+    seen = _seen.get()
+    if seen is not None:
+        return seen.viewer
+    cookies = _callback_cookies()
+    if cookies is None or _process_protection is None:
+        return None
+    return _process_protection.viewer_from_cookies(cookies)
+
+
 def current_protection() -> "Protection":
     """The protection of the app serving this request (or, in a background callback, this process)."""
     seen = _seen.get()
@@ -113,6 +125,6 @@ def _callback_cookies() -> dict[str, Any] | None:
 
     try:
         cookies = callback_context.cookies
-    except (MissingCallbackContextException, AttributeError, RuntimeError):  # no callback running
+    except (MissingCallbackContextException, AttributeError, RuntimeError, LookupError):  # no callback running
         return None
     return dict(cookies) if cookies is not None else None

@@ -11,10 +11,10 @@ from dash_enterprise_auth.passwords import verify_password
 from .servers.app_server import ROOT
 
 
-def cli(*args: str, stdin: str = "", env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+def cli(*args: str, stdin: str = "", env: dict[str, str] | None = None, cwd=ROOT) -> subprocess.CompletedProcess:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("DASH_AUTH_")}
     return subprocess.run([sys.executable, "-m", "dash_enterprise_auth", *args], input=stdin,
-                          env={**clean, **(env or {})}, cwd=ROOT, capture_output=True, text=True, timeout=60)
+                          env={**clean, **(env or {})}, cwd=cwd, capture_output=True, text=True, timeout=60)
 
 
 def test_add_user_writes_a_private_file_with_a_slow_hash_and_groups(tmp_path):
@@ -50,6 +50,27 @@ def test_check_reports_one_line_per_item_and_fails_on_a_broken_setting(tmp_path)
     assert "ok   session store" in ok.stdout and "2 user(s)" in ok.stdout
     broken = cli("check", env={**env, "DASH_AUTH_USERS_FILE": str(tmp_path / "missing.json")})
     assert broken.returncode == 1 and "FAIL" in broken.stdout and "missing.json" in broken.stdout
+
+
+def test_check_lists_who_may_open_each_page_of_a_multi_page_app(tmp_path):
+    env = {"DASH_AUTH_CONNECTOR": "basic", "DASH_AUTH_USERS_FILE": str(ROOT / "examples/pages_app/users.json"),
+           "DASH_AUTH_PRIVACY": "authorized",
+           "DASH_AUTH_SECRET_KEY": "k" * 40, "DASH_AUTH_SESSION_STORE": f"sqlite:///{tmp_path}/s.sqlite3"}
+    listed = cli("check", "--app", "app:server", env=env, cwd=ROOT / "examples/pages_app")
+    assert listed.returncode == 0, listed.stdout + listed.stderr
+    assert listed.stdout.splitlines()[-4:] == [
+        "ok   page Home (/): the app-wide rule: any signed-in person",
+        "ok   page Finance (/finance): only group finance",
+        "ok   page HR (/hr/<person>): only user carol",
+        "ok   page About (/about): public: anyone, signed in or not",
+    ]
+    bad = cli("check", "--app", "app:server", env={**env, "PAGES_FOLDER": "typo_pages"},
+              cwd=ROOT / "tests/apps/marked_pages")
+    assert bad.returncode == 1
+    assert "FAIL app app:server: page 'typo_pages.vault': dash.register_page got the unknown keyword " \
+           "allowed_group=['finance'] (did you mean allowed_groups?)" in bad.stdout
+    unlisted = cli("check", env=env, cwd=ROOT / "examples/pages_app")
+    assert "give --app MODULE:VARIABLE" in unlisted.stdout
 
 
 def test_sessions_list_and_revoke(make_app, tmp_path):

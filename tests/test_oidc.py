@@ -348,6 +348,8 @@ def test_check_reports_discovery_keys_redirect_uri_and_clock_skew(oidc_provider)
     assert "ok   oidc discovery" in result.stdout and "issuer matches" in result.stdout
     assert "ok   oidc JWKS" in result.stdout and "1 key(s)" in result.stdout
     assert "_dash-auth/callback/oidc" in result.stdout and "ok   oidc clock skew" in result.stdout
+    assert "back-channel logout URI to register at the provider: " \
+           "https://<app host><routes prefix>_dash-auth/backchannel-logout/oidc (supported)" in result.stdout
     assert OIDC_CLIENT_SECRET not in result.stdout + result.stderr
     down = cli("check", env={**env, "DASH_AUTH_OIDC_ISSUER": "http://127.0.0.1:9"})
     assert down.returncode == 1 and "FAIL oidc discovery" in down.stdout

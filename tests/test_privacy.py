@@ -2,7 +2,7 @@
 import pytest
 
 from dash_enterprise_auth.connectors import Identity
-from dash_enterprise_auth.privacy import Decision, Policy, decide
+from dash_enterprise_auth.privacy import Decision, PageRule, Pages, Policy, decide
 
 ALICE = Identity("alice", groups=("Analysts",))
 BOB = Identity("bob", groups=("contractors",))
@@ -42,3 +42,45 @@ def test_decision_table(policy, identity, path, expected):
 
 def test_restricted_with_nobody_listed_lets_nobody_in():
     assert decide(Policy.build("restricted"), ALICE, "/") is Decision.FORBIDDEN
+
+
+# -- pages: a rule per page, the shell open to whoever may open some page ---------------------------
+
+CAROL = Identity("carol", groups=("hr",))
+FINANCE = Identity("fin", groups=("Finance",))
+PAGE_OF = {"/about": "about", "/finance": "finance", "/hr/carol": "hr", "/": "home"}
+RULES = {"about": PageRule.build(public=True), "finance": PageRule.build(allowed_groups=["finance"]),
+         "hr": PageRule.build(allowed_users=["Carol"])}
+SHELL = ("/_dash-update-component", "/_dash-layout", "/assets/")
+PAGES = Pages(RULES, PAGE_OF.get, SHELL)
+WITHOUT_PUBLIC_PAGE = Pages({k: v for k, v in RULES.items() if k != "about"}, PAGE_OF.get, SHELL)
+ONLY_PUBLIC_CALLBACKS = Pages({}, PAGE_OF.get, SHELL, open_callbacks=True)
+
+
+@pytest.mark.parametrize("pages, policy, identity, path, expected", [
+    # A page's rule replaces the app's, both ways.
+    (PAGES, RESTRICTED, None, "/about", Decision.ALLOW),
+    (PAGES, RESTRICTED, BOB, "/about", Decision.ALLOW),
+    (PAGES, RESTRICTED, FINANCE, "/finance", Decision.ALLOW),  # not allowed app-wide, allowed here
+    (PAGES, RESTRICTED, ALICE, "/finance", Decision.FORBIDDEN),  # allowed app-wide, not here
+    (PAGES, RESTRICTED, None, "/finance", Decision.SIGN_IN),
+    (PAGES, RESTRICTED, CAROL, "/hr/carol", Decision.ALLOW),  # names ignore case
+    (PAGES, PUBLIC, None, "/hr/carol", Decision.SIGN_IN),  # a public app's private page
+    # A page without a rule, and any other path: the app's rule.
+    (PAGES, RESTRICTED, None, "/", Decision.SIGN_IN),
+    (PAGES, RESTRICTED, BOB, "/", Decision.FORBIDDEN),
+    (PAGES, RESTRICTED, None, "/export", Decision.SIGN_IN),
+    # The shell: open to whoever may open some page; closed to whoever may open none.
+    (PAGES, RESTRICTED, None, "/_dash-update-component", Decision.ALLOW),
+    (PAGES, RESTRICTED, BOB, "/_dash-layout", Decision.ALLOW),
+    (WITHOUT_PUBLIC_PAGE, RESTRICTED, None, "/_dash-update-component", Decision.SIGN_IN),
+    (WITHOUT_PUBLIC_PAGE, RESTRICTED, BOB, "/_dash-layout", Decision.FORBIDDEN),
+    (WITHOUT_PUBLIC_PAGE, RESTRICTED, FINANCE, "/assets/app.css", Decision.ALLOW),
+    (ONLY_PUBLIC_CALLBACKS, RESTRICTED, None, "/_dash-update-component", Decision.ALLOW),
+    (ONLY_PUBLIC_CALLBACKS, RESTRICTED, BOB, "/_dash-update-component", Decision.FORBIDDEN),
+    # The package's routes and public paths stay open.
+    (WITHOUT_PUBLIC_PAGE, RESTRICTED, None, "/_dash-auth/login", Decision.ALLOW),
+    (WITHOUT_PUBLIC_PAGE, RESTRICTED, None, "/health-page", Decision.ALLOW),
+])
+def test_page_decision_table(pages, policy, identity, path, expected):
+    assert decide(policy, identity, path, pages) is expected

@@ -304,6 +304,28 @@ def test_idp_initiated_logout_ends_the_sessions_here(make_app, idp, username_att
     assert not has_session(browser)
 
 
+def test_idp_initiated_logout_finds_the_session_by_nameid_when_the_username_differs_from_it(make_app,
+                                                                                              make_saml_idp):
+    """The IdP's NameID is alice's mail, the app's username her uid: the LogoutRequest names only the
+    NameID (and the SessionIndex), and her session still ends."""
+    mail_idp = make_saml_idp(sp_entity_id=SP_ENTITY_ID, sp_acs_url=ACS, name_id_attribute="mail")
+    app = make_app(**saml_settings(mail_idp, saml_username_attribute="uid"))
+    browser, http, fields = at_the_idp(app)
+    name_id = xml_of(fields).find(".//saml:Assertion/saml:Subject/saml:NameID", NS).text
+    assert name_id == "alice@example.org"
+    assert post_to_acs(browser, fields).status_code == 302
+    greeting = browser.post("/_dash-update-component", json=UPDATE_GREETING).get_json()
+    assert greeting["response"]["greeting"]["children"] == "Hello alice"  # the uid, not the NameID
+
+    request_to_us = at_the_idp_until_back(http, f"{mail_idp.slo_url}?ReturnTo=http://127.0.0.1:9/bye")
+    logout_request = OneLogin_Saml2_Utils.decode_base64_and_inflate(parse_qs(urlsplit(request_to_us).query)
+                                                                    ["SAMLRequest"][0])
+    assert b"alice@example.org</saml:NameID>" in logout_request and b">alice<" not in logout_request
+    answer = app.server.test_client().get(local(request_to_us))  # the IdP's front channel: no cookie of ours
+    assert answer.status_code == 302 and "SAMLResponse" in answer.headers["Location"]
+    assert not has_session(browser)
+
+
 def test_idp_initiated_logout_of_one_idp_session_leaves_the_persons_other_sessions(make_app, idp):
     app = make_app(**saml_settings(idp))
     first, first_http, fields = at_the_idp(app)

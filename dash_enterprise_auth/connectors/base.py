@@ -5,8 +5,8 @@ gets plain values and returns an :class:`Identity`, or raises an
 ``AuthenticationError`` subclass whose ``user_message`` can be shown as is.
 
 Two shapes, and optional capabilities the core looks for (:class:`ProviderSharing`,
-:class:`ServiceMetadata`, :class:`SingleLogout`) rather than hooks every connector
-inherits:
+:class:`ServiceMetadata`, :class:`SingleLogout`, :class:`BackChannelLogout`) rather than
+hooks every connector inherits:
 
 * :class:`PasswordConnector` checks a username and password. The core offers
   it through the sign-in form and through HTTP Basic ``Authorization``
@@ -31,9 +31,10 @@ from ..errors import InvalidCredentials, ProviderRefused
 from ..identity import Identity, logout_id
 from ..settings import Option, Settings
 
-__all__ = ["Connector", "Finding", "Identity", "Negotiated", "NegotiateConnector", "PasswordConnector",
-           "ProviderRequest", "ProviderSharing", "Redirect", "RedirectConnector", "ServiceMetadata", "SingleLogout", "answer_text", "logout_id",
-           "pending_text", "text_credentials"]
+__all__ = ["BackChannelLogout", "Connector", "Finding", "Identity", "LogoutNotice", "Negotiated",
+           "NegotiateConnector", "PasswordConnector", "ProviderRequest", "ProviderSharing", "Redirect",
+           "RedirectConnector", "ServiceMetadata", "SingleLogout", "answer_text", "logout_id", "pending_text",
+           "text_credentials"]
 
 
 @dataclass(frozen=True)
@@ -232,3 +233,29 @@ class SingleLogout(Protocol):
     logout, and its own requests to end sessions here (``end_sessions(name, logout_ids)``)."""
 
     def single_logout(self, request: ProviderRequest, end_sessions: Callable[[str, list[str]], None]) -> str: ...
+
+
+@dataclass(frozen=True)
+class LogoutNotice:
+    """A provider's checked word that sign-ins ended there (a back-channel logout token).
+
+    The core ends every session indexed under one of ``logout_ids`` (see
+    ``Identity.logout_ids``), once: ``once_id`` is the notice's one-time id, remembered
+    across workers and hosts until ``until`` (a time.time() value), after which the
+    connector refuses the notice anyway. ``subject`` names the person for the audit line.
+    """
+
+    subject: str | None
+    logout_ids: tuple[str, ...]
+    once_id: str
+    until: float
+
+
+@runtime_checkable
+class BackChannelLogout(Protocol):
+    """The provider tells the app, server to server, that sign-ins ended (OpenID Connect
+    Back-Channel Logout): ``/_dash-auth/backchannel-logout/<name>`` passes the POSTed form here."""
+
+    def logout_notice(self, form: Mapping[str, str]) -> LogoutNotice:
+        """The checked notice; ProviderRefused (saying why in ``log_detail``) for anything that is
+        not one, ProviderUnavailable when the provider's keys cannot be fetched to check it."""

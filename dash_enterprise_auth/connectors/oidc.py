@@ -9,10 +9,19 @@ asymmetric algorithms (never ``none``, never HMAC), and ``iss``, ``aud``,
 ``azp``, ``exp``, ``iat`` and ``nonce`` with a clock skew allowance. ``aud``
 must name this client itself: a token issued to another client is refused
 even when its ``azp`` names this one.
+
+Each session is indexed by the ID token's ``sub`` and ``sid`` (logout ids), so
+that OpenID Connect Back-Channel Logout 1.0 can end it: the provider POSTs a
+logout token, checked here the same way (keys, asymmetric algorithms, ``iss``,
+``aud``) plus what makes it a logout token and not an ID token (the
+back-channel logout event, ``sid`` and/or ``sub``, a ``jti``, no ``nonce``). Anyone
+can POST there, so logout tokens naming unknown keys refetch the keys at most once
+every ``KEY_REFETCH_INTERVAL`` seconds.
 """
 from __future__ import annotations
 
 import email.utils
+import hashlib
 import secrets
 import threading
 import time
@@ -25,7 +34,8 @@ from joserfc.jwk import KeySet
 
 from ..errors import ConfigurationError, ProviderRefused, ProviderUnavailable
 from ..settings import Option, Secret, Settings, seconds, text
-from .base import Finding, Identity, ProviderRequest, Redirect, RedirectConnector, answer_text, pending_text
+from .base import (Finding, Identity, LogoutNotice, ProviderRequest, Redirect, RedirectConnector, answer_text,
+                   logout_id, not_text, pending_text)
 from .http import Probe, describe
 from .oauth import OAuthClient
 
@@ -48,6 +58,10 @@ CLOCK_SKEW = Option("DASH_AUTH_OIDC_CLOCK_SKEW", seconds, 60, help="seconds of c
 # client secret, which the token's issuer is not the only one to know.
 SIGNING_ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA")
 METADATA_TTL = 3600.0
+BACKCHANNEL_LOGOUT_EVENT = "http://schemas.openid.net/event/backchannel-logout"
+LOGOUT_TOKEN_MAX_AGE = 120  # seconds after its iat (plus the skew) that a logout token is accepted
+MAX_LOGOUT_TOKEN = 16 * 1024  # characters; a real one is about 1 KB
+KEY_REFETCH_INTERVAL = 30.0  # seconds: unknown kids in logout tokens refetch the JWKS no more often
 
 
 class OidcConnector(RedirectConnector):
@@ -78,6 +92,7 @@ class OidcConnector(RedirectConnector):
         self._lock = threading.Lock()
         self._metadata: tuple[float, dict[str, Any]] | None = None
         self._keys: tuple[float, KeySet] | None = None
+        self._refetched_for_logout = float("-inf")  # when a logout token's unknown kid last refetched the keys
         self._probe = Probe(lambda: self.metadata(fresh=True))
 
     @classmethod
@@ -153,19 +168,36 @@ class OidcConnector(RedirectConnector):
         if not isinstance(id_token, str):
             raise ProviderRefused(log_detail="token response without an id_token (is 'openid' in the scopes?)")
         claims = self.validate_id_token(id_token, nonce)
+        logout_ids = self._logout_ids(claims)
         if not self._claim(claims, self.groups_claim) or not self._claim(claims, self.username_claim):
             claims = {**self._userinfo(metadata, token, claims["sub"]), **claims}
-        return self._identity(claims, id_token)
+        return self._identity(claims, id_token, logout_ids)
+
+    def _algorithms(self) -> list[str]:
+        """The provider's ID token algorithms that are asymmetric (logout tokens use the same)."""
+        return [a for a in self.metadata().get("id_token_signing_alg_values_supported") or ["RS256"]
+                if a in SIGNING_ALGORITHMS] or ["RS256"]
+
+    def _decode(self, token: str, logout: bool = False) -> jwt.Token:
+        """The token checked against the provider's keys; an unknown kid fetches them again once
+        (the provider rotated its keys). For a logout token, which anyone can send, not if another
+        one did less than ``KEY_REFETCH_INTERVAL`` seconds ago."""
+        algorithms = self._algorithms()
+        try:
+            return jwt.decode(token, self._key_set(), algorithms=algorithms)
+        except InvalidKeyIdError:
+            if logout:
+                now = time.monotonic()
+                with self._lock:
+                    if now - self._refetched_for_logout < KEY_REFETCH_INTERVAL:
+                        raise
+                    self._refetched_for_logout = now
+            return jwt.decode(token, self._key_set(refresh=True), algorithms=algorithms)
 
     def validate_id_token(self, id_token: str, nonce: str) -> dict[str, Any]:
         """The ID token's claims, or ProviderRefused saying what is wrong with it."""
-        algorithms = [a for a in self.metadata().get("id_token_signing_alg_values_supported") or ["RS256"]
-                      if a in SIGNING_ALGORITHMS] or ["RS256"]
         try:
-            try:
-                decoded = jwt.decode(id_token, self._key_set(), algorithms=algorithms)
-            except InvalidKeyIdError:  # the provider rotated its keys: fetch them again, once
-                decoded = jwt.decode(id_token, self._key_set(refresh=True), algorithms=algorithms)
+            decoded = self._decode(id_token)
             jwt.JWTClaimsRegistry(
                 leeway=self.clock_skew,
                 iss={"essential": True, "value": self.issuer},
@@ -206,7 +238,14 @@ class OidcConnector(RedirectConnector):
             value = value[part]
         return value
 
-    def _identity(self, claims: Mapping[str, Any], id_token: str) -> Identity:
+    def _logout_ids(self, claims: Mapping[str, Any]) -> tuple[str, ...]:
+        """Where a logout token finds this sign-in: the person (``sub``) and, when the provider
+        names it, the provider's session (``sid``); both of this issuer only."""
+        sid = claims.get("sid")
+        return (logout_id(self.name, self.issuer, "sub", str(claims["sub"])),
+                *([logout_id(self.name, self.issuer, "sid", sid)] if isinstance(sid, str) and sid else []))
+
+    def _identity(self, claims: Mapping[str, Any], id_token: str, logout_ids: tuple[str, ...] = ()) -> Identity:
         username = self._claim(claims, self.username_claim)
         if not isinstance(username, str) or not username.strip():
             raise ProviderRefused(log_detail=(
@@ -224,7 +263,49 @@ class OidcConnector(RedirectConnector):
             attributes={"sub": claims["sub"], "iss": claims["iss"]},
             connector=self.name,
             private={"id_token": id_token},
+            logout_ids=logout_ids,
         )
+
+    # -- back-channel logout -----------------------------------------------------------------
+
+    def logout_notice(self, form: Mapping[str, str]) -> LogoutNotice:
+        """The sessions a logout token POSTed by the provider ends (OpenID Connect Back-Channel
+        Logout 1.0, 2.6): those of its ``sid`` when it names one, else every one of its ``sub``."""
+        token = form.get("logout_token")
+        if token is None or not_text(token) or not token:
+            raise ProviderRefused(log_detail="no logout_token in the POSTed form")
+        if len(token) > MAX_LOGOUT_TOKEN:
+            raise ProviderRefused(log_detail=f"a logout_token of {len(token)} characters")
+        try:
+            claims = dict(self._decode(token, logout=True).claims)
+            jwt.JWTClaimsRegistry(
+                leeway=self.clock_skew,
+                iss={"essential": True, "value": self.issuer},
+                aud={"essential": True, "value": self.client.client_id},
+                iat={"essential": True},
+                jti={"essential": True},
+                events={"essential": True},
+            ).validate(claims)
+        except ProviderUnavailable:
+            raise
+        except JoseError as exc:
+            raise ProviderRefused(log_detail=f"logout token refused: {exc}"[:300]) from None
+        except Exception as exc:  # whatever else a crafted token can make a JOSE library raise
+            raise ProviderRefused(log_detail=f"logout token refused: {type(exc).__name__}: {exc}"[:300]) from None
+        problem = _not_a_logout_token(claims)
+        if problem:
+            raise ProviderRefused(log_detail=f"logout token refused: {problem}")
+        now = time.time()
+        until = min(claims["iat"] + LOGOUT_TOKEN_MAX_AGE, claims.get("exp", float("inf"))) + self.clock_skew
+        if until <= now:
+            raise ProviderRefused(log_detail=f"logout token refused: issued {now - claims['iat']:.0f} s ago")
+        sid, sub = claims.get("sid"), claims.get("sub")
+        ids = (logout_id(self.name, self.issuer, "sid", sid) if sid else
+               logout_id(self.name, self.issuer, "sub", sub),)
+        once = hashlib.sha256(f"{self.issuer}\0{claims['jti']}".encode()).hexdigest()
+        # Remembered past ``until`` by one more skew: other hosts' clocks may run behind ours.
+        return LogoutNotice(subject=sub, logout_ids=ids, once_id=f"{self.name}-logout:{once}",
+                            until=until + self.clock_skew)
 
     # -- logging out, health, check ----------------------------------------------------------
 
@@ -263,9 +344,31 @@ class OidcConnector(RedirectConnector):
         findings.append(Finding(True, "oidc redirect URI to register at the provider: "
                                       "https://<app host><routes prefix>_dash-auth/callback/oidc "
                                       "(and <...>_dash-auth/signed-out as post-logout redirect URI)"))
+        supported = "supported" if metadata.get("backchannel_logout_supported") else \
+            "not advertised by the provider"
+        findings.append(Finding(True, "oidc back-channel logout URI to register at the provider: "
+                                      "https://<app host><routes prefix>_dash-auth/backchannel-logout/oidc "
+                                      f"({supported})"))
         date = response.headers.get("Date")
         if date:
             skew = abs(email.utils.parsedate_to_datetime(date).timestamp() - time.time())
             findings.append(Finding(skew <= self.clock_skew, f"oidc clock skew to the provider: {skew:.0f} s "
                                                              f"(allowed {self.clock_skew} s)"))
         return findings
+
+
+def _not_a_logout_token(claims: Mapping[str, Any]) -> str | None:
+    """What makes these signed, current claims for this client something other than a logout
+    token (Back-Channel Logout 1.0, 2.4 and 2.6), or None."""
+    events = claims.get("events")
+    if not isinstance(events, dict) or not isinstance(events.get(BACKCHANNEL_LOGOUT_EVENT), dict):
+        return "no back-channel logout event"
+    if "nonce" in claims:
+        return "it has a nonce (an ID token?)"
+    sid, sub = claims.get("sid"), claims.get("sub")
+    if sid is None and sub is None:
+        return "neither sid nor sub"
+    if any(value is not None and (not isinstance(value, str) or not value or not_text(value))
+           for value in (sid, sub, claims.get("jti"))):
+        return "sid, sub or jti is not a non-empty string"
+    return None

@@ -39,9 +39,15 @@ ACCOUNTS: list[dict] = [
 
 
 def client(client_id: str, redirect_uri: str, post_logout_redirect_uri: str, secret: str | None = None,
-           *, auth_method: str = "client_secret_basic", refresh_tokens: bool = False) -> dict:
-    """Client metadata for a confidential web client using the code flow."""
-    return {
+           *, auth_method: str = "client_secret_basic", refresh_tokens: bool = False,
+           backchannel_logout_uri: str | None = None, backchannel_sid: bool = True) -> dict:
+    """Client metadata for a confidential web client using the code flow.
+
+    ``backchannel_logout_uri``: where the provider POSTs a logout token when the person signs
+    out at the provider (OpenID Connect Back-Channel Logout); ``backchannel_sid``: with the
+    session's ``sid`` in ID tokens and logout tokens, else logout tokens name only ``sub``.
+    """
+    metadata = {
         "client_id": client_id,
         "client_secret": secret or secrets.token_urlsafe(24),
         "redirect_uris": [redirect_uri],
@@ -50,6 +56,10 @@ def client(client_id: str, redirect_uri: str, post_logout_redirect_uri: str, sec
         "grant_types": ["authorization_code"] + (["refresh_token"] if refresh_tokens else []),
         "response_types": ["code"],
     }
+    if backchannel_logout_uri:
+        metadata["backchannel_logout_uri"] = backchannel_logout_uri
+        metadata["backchannel_logout_session_required"] = backchannel_sid
+    return metadata
 
 
 def _b64(n: int) -> str:

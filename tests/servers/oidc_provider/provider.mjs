@@ -142,6 +142,18 @@ const provider = new Provider(config.issuer, {
     devInteractions: { enabled: false },
     rpInitiatedLogout: { enabled: true, logoutSource },
     revocation: { enabled: true },
+    // Clients registered with a backchannel_logout_uri get a logout token POSTed there when
+    // the person signs out here (with sid in ID and logout tokens when they also set
+    // backchannel_logout_session_required).
+    backchannelLogout: { enabled: true },
+  },
+  // oidc-provider's SSRF guard refuses outgoing requests to special-use addresses, loopback
+  // included; the apps under test listen on 127.0.0.1, so back-channel logout POSTs to
+  // loopback go out without it. Any other address keeps the guard.
+  fetch: (url, options) => {
+    const { hostname } = new URL(url);
+    const loopback = hostname === '127.0.0.1' || hostname === 'localhost' || hostname === '[::1]';
+    return globalThis.fetch(url, loopback ? { ...options, dispatcher: undefined } : options);
   },
   ttl: { ...TTL, ...config.ttl },
 });
@@ -201,6 +213,12 @@ provider.use(async (ctx, next) => {
 
 provider.on('server_error', (ctx, err) => {
   console.error(`server_error ${ctx?.method} ${ctx?.path}: ${err?.stack || err}`);
+});
+provider.on('backchannel.success', (ctx, client, accountId, sid) => {
+  console.log(`backchannel.success ${client.clientId} ${client.backchannelLogoutUri} sub=${accountId} sid=${sid}`);
+});
+provider.on('backchannel.error', (ctx, err, client) => {
+  console.error(`backchannel.error ${client.clientId} ${client.backchannelLogoutUri}: ${err?.message}`);
 });
 for (const event of ['authorization.error', 'grant.error', 'userinfo.error', 'end_session.error',
   'revocation.error', 'jwks.error', 'discovery.error']) {
