@@ -18,7 +18,7 @@ from . import asgi, flask_adapter
 from . import viewer as viewer_module
 from .config import CONNECTOR, CORE_OPTIONS, DEFAULT_STORE_FILE, PRIVACY, CoreConfig
 from .connectors import Connector, available, connector_class
-from .connectors.base import ProviderSharing
+from .connectors.base import NegotiateConnector, ProviderSharing
 from .dash_pages import PageAccess
 from .errors import ConfigurationError
 from .pages import Pages
@@ -114,7 +114,8 @@ def load_configuration(overrides: Mapping[str, Any] | None = None) -> tuple[Core
     if imposed is not None and settings.is_set(PRIVACY):
         raise ConfigurationError(f"DASH_AUTH_PRIVACY is not used with the {connector.name} connector, whose own "
                                  f"settings decide who may view the app (here: {imposed}): unset it")
-    return CoreConfig.from_settings(settings, privacy=imposed), connector
+    accepts_tickets = isinstance(connector, NegotiateConnector)
+    return CoreConfig.from_settings(settings, privacy=imposed, accepts_tickets=accepts_tickets), connector
 
 
 def _ensure_log_output() -> None:

@@ -183,13 +183,15 @@ class Protection:
                 raise AuthenticationError("Your account is not allowed to use this app.",
                                           log_detail="refused by an is_authorized_hook")
 
-    def complete_sign_in(self, identity: Identity, request: Request, via: str, password: str | None = None) -> str:
+    def complete_sign_in(self, identity: Identity, request: Request, via: str, password: str | None = None,
+                         forwarded: Any = None) -> str:
         """Every sign-in that starts a session ends here, whatever the connector: the authorized
-        hooks, the Kerberos ticket (from the password, else by delegation), a new session (new id:
-        no fixation; the browser's previous session ends) and the audit line. The cookie value."""
+        hooks, the Kerberos ticket (the one a browser ``forwarded`` through Negotiate, else from the
+        password, else by delegation), a new session (new id: no fixation; the browser's previous
+        session ends) and the audit line. The cookie value."""
         self.run_hooks(identity, request.client, via)
         if self.kerberos is not None:
-            identity = self.kerberos.attach(identity, password)
+            identity = self.kerberos.attach(identity, password, forwarded)
         previous = self.viewer_from_cookie(request)
         if previous is not None and previous.record is not None:
             self.sessions.end(previous.record)

@@ -70,18 +70,18 @@ def finish(protection: Protection, request: Request) -> tuple[Identity, str]:
     pending = protection.store.take_pending(_pending_key(state)) if usable else None
     if pending is None and connector.accepts_unsolicited():
         identity = connector.complete(provider_request(protection, request), {})
-        return _used_once(protection, identity), protection.prefixes.app_root(request)
+        return used_once(protection, identity), protection.prefixes.app_root(request)
     if not usable:
         raise SignInExpired(log_detail="callback without a usable state")
     if pending is None or pending.get("connector") != connector.name:
         raise SignInExpired(log_detail="unknown, used or expired state")
     identity = connector.complete(provider_request(protection, request), pending.get("data") or {})
-    return _used_once(protection, identity), str(pending.get("next") or protection.prefixes.app_root(request))
+    return used_once(protection, identity), str(pending.get("next") or protection.prefixes.app_root(request))
 
 
-def _used_once(protection: Protection, identity: Identity) -> Identity:
-    """Refuse an identity whose one-time id (``private["once"]``: a SAML assertion id and how
-    long it is valid) was seen before, on any worker or host; then drop that id."""
+def used_once(protection: Protection, identity: Identity) -> Identity:
+    """Refuse an identity whose one-time id (``private["once"]``: a SAML assertion id or a Kerberos
+    authenticator's digest, and how long it is valid) was seen before, on any worker or host; then drop that id."""
     once = identity.private.get("once")
     if not once:
         return identity

@@ -11,9 +11,9 @@ import time
 from importlib.resources import files
 from typing import Callable
 
-from . import round_trip
+from . import negotiate, round_trip
 from .audit import audit
-from .connectors.base import BackChannelLogout, ServiceMetadata, SingleLogout
+from .connectors.base import BackChannelLogout, NegotiateConnector, RedirectConnector, ServiceMetadata, SingleLogout
 from .errors import AuthenticationError, Replayed, ServiceUnavailable
 from .origin import is_cross_site, is_same_origin_navigation
 from .pages import api_error
@@ -87,6 +87,8 @@ def login(protection: Protection, request: Request, viewer: Viewer | None) -> An
     if request.method == "GET":
         if viewer is not None and viewer.record is not None and protection.policy.allows(viewer.identity):
             return Answer.redirect(next_target(protection, request))
+        if isinstance(protection.connector, NegotiateConnector):
+            return negotiate.sign_in(protection, request, next_target(protection, request))
         if not protection.accepts_passwords:
             try:
                 return round_trip.start(protection, request, next_target(protection, request))
@@ -100,7 +102,9 @@ def login(protection: Protection, request: Request, viewer: Viewer | None) -> An
                 return unavailable(protection, request, ServiceUnavailable(log_detail="connector error"))
         return login_form(protection, request)
     if not protection.accepts_passwords:
-        return protection.pages.problem(request, 405, "This app signs in through its identity provider.",
+        kerberos = isinstance(protection.connector, NegotiateConnector)
+        how = "with Kerberos" if kerberos else "through its identity provider"
+        return protection.pages.problem(request, 405, f"This app signs in {how}.",
                                         "Sign in elsewhere", retry_url=protection.prefixes.sign_in_url(request))
     if is_cross_site(request):
         audit("sign_in_failed", user=None, client=request.client, outcome="refused", reason="cross-site sign-in form")
@@ -205,7 +209,7 @@ def _no_store(answer: Answer) -> Answer:
 def callback(protection: Protection, request: Request, viewer: Viewer | None) -> Answer:
     """Where the identity provider sends the browser back (OAuth redirect URI, SAML ACS)."""
     name = request.path.rsplit("/", 1)[-1]
-    if protection.accepts_passwords or name != protection.connector.name:
+    if not isinstance(protection.connector, RedirectConnector) or name != protection.connector.name:
         return protection.pages.problem(request, 404, "There is no sign-in in progress here.", "Not found")
     try:
         identity, target = round_trip.finish(protection, request)
