@@ -64,11 +64,12 @@ def cmd_check(args: argparse.Namespace) -> int:
         print(f"{'ok  ' if ok else 'FAIL'} {message}")
 
     try:
-        config, connector = load_configuration()
+        config, methods = load_configuration()
     except ConfigurationError as exc:
         line(False, f"settings: {exc}")
         return 1
-    line(True, f"settings: connector {connector.name}, privacy {config.privacy.value}")
+    what = f"connector{'s' if len(methods.all) > 1 else ''} {methods.names}"
+    line(True, f"settings: {what}, privacy {config.privacy.value}")
     if config.session_store is None:
         line(True, "session store: SQLite in the app's instance folder (DASH_AUTH_SESSION_STORE not set)")
     else:
@@ -78,13 +79,14 @@ def cmd_check(args: argparse.Namespace) -> int:
             line(True, f"session store: {redact(config.session_store)} answers")
         except (ConfigurationError, ServiceUnavailable) as exc:
             line(False, f"session store: {getattr(exc, 'log_detail', '') or exc}")
-    try:
-        connector.ping()
-        line(True, f"connector {connector.name}: answers")
-    except ServiceUnavailable as exc:
-        line(False, f"connector {connector.name}: {exc.log_detail or exc.user_message}")
-    for finding in connector.check(args.user):
-        line(finding.ok, finding.message)
+    for connector in methods.all:
+        try:
+            connector.ping()
+            line(True, f"connector {connector.name}: answers")
+        except ServiceUnavailable as exc:
+            line(False, f"connector {connector.name}: {exc.log_detail or exc.user_message}")
+        for finding in connector.check(args.user):
+            line(finding.ok, finding.message)
     if args.app:
         for ok, message in _page_rules(args.app, config):
             line(ok, message)

@@ -11,7 +11,8 @@ from .errors import ConfigurationError
 from .privacy import PrivacyLevel
 from .settings import Option, Secret, Settings, count, name_list, one_of, seconds, text
 
-CONNECTOR = Option("DASH_AUTH_CONNECTOR", text, help="basic | ldap | saml | oidc | plotly | spnego")
+CONNECTOR = Option("DASH_AUTH_CONNECTOR", text,
+                   help="basic | ldap | saml | oidc | plotly | spnego, or several: spnego,ldap")
 PRIVACY = Option("DASH_AUTH_PRIVACY", one_of(*(p.value for p in PrivacyLevel)), "restricted")
 ALLOWED_USERS = Option("DASH_AUTH_ALLOWED_USERS", name_list, ())
 ALLOWED_GROUPS = Option("DASH_AUTH_ALLOWED_GROUPS", name_list, ())

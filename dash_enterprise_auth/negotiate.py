@@ -20,7 +20,7 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
-from typing import cast
+from typing import Any, Mapping, cast
 
 from .audit import audit
 from .blocking import refuse_io
@@ -43,27 +43,28 @@ AGAIN_QUERY = f"&{AGAIN}=again"
 MAX_HEADER = 96 * 1024
 
 
-def sign_in(protection: Protection, request: Request, next_url: str) -> Answer:
-    """The sign-in route's answer to a GET: a challenge, a refusal, or a session and ``next_url``."""
-    connector = cast(NegotiateConnector, protection.connector)
+def sign_in(protection: Protection, request: Request, next_url: str, others: Mapping[str, Any]) -> Answer:
+    """The sign-in route's answer to a GET: a challenge, a refusal, or a session and ``next_url``.
+    ``others`` are the other methods the challenge page offers (the sign-in page's context)."""
+    connector = cast(NegotiateConnector, protection.methods.negotiate)
     scheme, _, value = (request.headers.get("Authorization") or "").partition(" ")
     if scheme.lower() != connector.scheme.lower():
         again = None if request.args.get(AGAIN) else protection.prefixes.sign_in_url(request, next_url) + AGAIN_QUERY
-        return challenge(protection, request, next_url, 401, "Kerberos sign-in needed", NEEDED, again)
+        return challenge(protection, request, next_url, 401, "Kerberos sign-in needed", NEEDED, again, others)
     refuse_io("accepting a Negotiate token")
     try:
         token = _decode(value)
         negotiated = connector.accept(token, _host_name(request.host))
-        identity = used_once(protection, negotiated.identity)
+        identity = protection.from_directory(used_once(protection, negotiated.identity))
         session = protection.complete_sign_in(identity, request, via=connector.name, forwarded=negotiated.delegated)
     except ServiceUnavailable as exc:
         log.error("dash-enterprise-auth: %s", exc.log_detail)
         return protection.pages.problem(request, 503, exc.user_message, "Sign-in unavailable")
     except AuthenticationError as exc:
-        return _refused(protection, request, next_url, exc)
+        return _refused(protection, request, next_url, exc, others)
     except Exception:  # a connector bug refuses the sign-in; it never becomes a 500
         log.exception("dash-enterprise-auth: the %s connector failed on a Negotiate token", connector.name)
-        return _refused(protection, request, next_url, ProviderRefused(FAILED, log_detail="connector error"))
+        return _refused(protection, request, next_url, ProviderRefused(FAILED, log_detail="connector error"), others)
     answer = Answer.redirect(next_url)
     if negotiated.reply:
         answer.headers["WWW-Authenticate"] = f"{connector.scheme} {base64.b64encode(negotiated.reply).decode()}"
@@ -72,15 +73,15 @@ def sign_in(protection: Protection, request: Request, next_url: str) -> Answer:
 
 
 def challenge(protection: Protection, request: Request, next_url: str, status: int, title: str,
-              message: str, again_url: str | None = None) -> Answer:
+              message: str, again_url: str | None = None, others: Mapping[str, Any] | None = None) -> Answer:
     """The page (or JSON for scripts) with ``WWW-Authenticate: Negotiate``: a browser with a ticket
     answers it unseen; anyone else reads why they are not signed in and may try again. The page
     loads ``again_url`` at once, when given."""
-    connector = cast(NegotiateConnector, protection.connector)
+    connector = cast(NegotiateConnector, protection.methods.negotiate)
     retry = protection.prefixes.sign_in_url(request, next_url)
     if wants_html(request):
         answer = protection.pages.page(request, "negotiate.html", status, title=title, message=message,
-                                       retry_url=retry, again_url=again_url)
+                                       retry_url=retry, again_url=again_url, **(others or {}))
     else:
         answer = api_error(status, message, sign_in_url=retry)
     if status == 401:
@@ -88,10 +89,13 @@ def challenge(protection: Protection, request: Request, next_url: str, status: i
     return answer
 
 
-def _refused(protection: Protection, request: Request, next_url: str, exc: AuthenticationError) -> Answer:
-    audit("sign_in_failed", user=None, client=request.client, outcome="refused", via=protection.connector.name,
+def _refused(protection: Protection, request: Request, next_url: str, exc: AuthenticationError,
+             others: Mapping[str, Any]) -> Answer:
+    audit("sign_in_failed", user=None, client=request.client, outcome="refused",
+          via=protection.methods.negotiate.name if protection.methods.negotiate else "negotiate",
           reason=exc.log_detail or type(exc).__name__)
-    return challenge(protection, request, next_url, exc.status, "Kerberos sign-in failed", exc.user_message)
+    return challenge(protection, request, next_url, exc.status, "Kerberos sign-in failed", exc.user_message,
+                     others=others)
 
 
 def _decode(value: str) -> bytes:

@@ -31,7 +31,7 @@ from ..errors import InvalidCredentials, ProviderRefused
 from ..identity import Identity, logout_id
 from ..settings import Option, Settings
 
-__all__ = ["BackChannelLogout", "Connector", "Finding", "Identity", "LogoutNotice", "Negotiated",
+__all__ = ["BackChannelLogout", "Connector", "Directory", "Finding", "Identity", "LogoutNotice", "Negotiated",
            "NegotiateConnector", "PasswordConnector", "ProviderRequest", "ProviderSharing", "Redirect",
            "RedirectConnector", "ServiceMetadata", "SingleLogout", "answer_text", "logout_id", "pending_text",
            "text_credentials"]
@@ -160,6 +160,8 @@ class RedirectConnector(Connector):
 
     state_field: ClassVar[str] = "state"
     binds_browser: ClassVar[bool] = True
+    #: How the sign-in page names this method ("Sign in with ..."); DASH_AUTH_<NAME>_DISPLAY_NAME overrides it.
+    display_name: ClassVar[str] = ""
 
     def accepts_unsolicited(self) -> bool:
         """Whether a provider's answer that no sign-in here started may sign someone in (SAML
@@ -259,3 +261,16 @@ class BackChannelLogout(Protocol):
     def logout_notice(self, form: Mapping[str, str]) -> LogoutNotice:
         """The checked notice; ProviderRefused (saying why in ``log_detail``) for anything that is
         not one, ProviderUnavailable when the provider's keys cannot be fetched to check it."""
+
+
+@runtime_checkable
+class Directory(Protocol):
+    """The connector can look a person up without their password (a directory's service
+    account), so a sign-in by another method (a Kerberos ticket) gets the directory's groups."""
+
+    def can_look_up(self) -> bool:
+        """Whether lookups are configured (a service account); checked at start-up."""
+
+    def look_up(self, username: str) -> Identity:
+        """The person's identity and groups; InvalidCredentials when there is no such person,
+        AccountLocked when the directory disables them, ServiceUnavailable when it does not answer."""

@@ -46,7 +46,7 @@ from ldap3.utils.dn import escape_rdn, parse_dn
 
 from ..errors import AccountLocked, ConfigurationError, InvalidCredentials, ServiceUnavailable
 from ..settings import Option, Secret, Settings, boolean, name_list, seconds, text
-from .base import Finding, Identity, PasswordConnector, text_credentials
+from .base import Finding, Identity, PasswordConnector, not_text, text_credentials
 
 log = logging.getLogger("dash_enterprise_auth")
 
@@ -475,6 +475,32 @@ class LdapConnector(PasswordConnector):
                                     log_detail="userAccountControl has the ACCOUNTDISABLE bit")
             group_dns = self._groups(entry, reader)
         attributes = entry["attributes"]
+        return Identity(
+            username=self._username(attributes, username),
+            email=first(attributes, self.email_attribute),
+            display_name=first(attributes, self.name_attribute) or first(attributes, "cn"),
+            groups=tuple(rdn_value(g) for g in group_dns),
+            group_ids=tuple(group_dns),
+            attributes={"dn": entry["dn"]},
+            connector=self.name,
+        )
+
+    def can_look_up(self) -> bool:
+        return bool(self.bind_dn)
+
+    def look_up(self, username: str) -> Identity:
+        """The person's entry and groups, read by the service account with no password of theirs:
+        the groups of a Kerberos sign-in when ldap is listed beside spnego."""
+        if not self.bind_dn:
+            raise DirectoryUnavailable(log_detail="a lookup without a password needs DASH_AUTH_LDAP_BIND_DN")
+        if not_text(username) or not username.strip():
+            raise InvalidCredentials(log_detail="an empty or unreadable username to look up")
+        entry = self._find_user(username)
+        attributes = entry["attributes"]
+        if int(first(attributes, "userAccountControl") or 0) & AD_ACCOUNT_DISABLED:
+            raise AccountLocked("This account is disabled in the directory. Contact your administrator.",
+                                log_detail="userAccountControl has the ACCOUNTDISABLE bit")
+        group_dns = self._groups(entry, self._service_search)
         return Identity(
             username=self._username(attributes, username),
             email=first(attributes, self.email_attribute),
