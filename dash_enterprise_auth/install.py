@@ -20,7 +20,7 @@ from .config import CONNECTOR, CORE_OPTIONS, DEFAULT_STORE_FILE, PRIVACY, CoreCo
 from .connectors import Connector, available, connector_class
 from .connectors.base import ProviderSharing
 from .dash_pages import PageAccess
-from .methods import SignInMethods, display_name_option
+from .methods import SignInMethods, check_list, display_name_option
 from .errors import ConfigurationError
 from .pages import Pages
 from .protection import Protection
@@ -114,7 +114,9 @@ def load_configuration(overrides: Mapping[str, Any] | None = None) -> tuple[Core
         if not listed:
             raise ConfigurationError("DASH_AUTH_CONNECTOR is not set: use one of " + ", ".join(names)
                                      + " (or several, comma-separated)")
-        connectors = [connector_class(name).from_settings(settings) for name in listed]
+        kinds = [connector_class(name) for name in listed]
+        check_list(kinds)
+        connectors = [kind.from_settings(settings) for kind in kinds]
     methods = SignInMethods(connectors, {c.name: settings.get(display_name_option(c.name)) for c in connectors})
     connector = methods.primary
     imposed = connector.privacy_level() if isinstance(connector, ProviderSharing) else None

@@ -25,29 +25,35 @@ def display_name_option(name: str) -> Option:
                   help=f'the {name} button on the sign-in page: "Sign in with <this>"')
 
 
+def check_list(kinds: Sequence[type[Connector]]) -> None:
+    """Refuse a list of connector classes that cannot work together, before any is built."""
+    if not kinds:
+        raise ConfigurationError("DASH_AUTH_CONNECTOR lists no connector")
+    names = [k.name for k in kinds]
+    listed = ",".join(names)
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise ConfigurationError(f"DASH_AUTH_CONNECTOR={listed!r} lists {', '.join(repeated)} twice")
+    passwords = [k.name for k in kinds if issubclass(k, PasswordConnector)]
+    if len(passwords) > 1:
+        raise ConfigurationError(
+            f"DASH_AUTH_CONNECTOR={listed!r} lists two password connectors ({', '.join(passwords)}); "
+            "the sign-in form has one username and password: keep one")
+    negotiates = [k.name for k in kinds if issubclass(k, NegotiateConnector)]
+    if len(negotiates) > 1:
+        raise ConfigurationError(f"DASH_AUTH_CONNECTOR={listed!r} lists {', '.join(negotiates)}: keep one")
+    sharing = [k.name for k in kinds if issubclass(k, ProviderSharing)]
+    if sharing and len(kinds) > 1:
+        raise ConfigurationError(
+            f"DASH_AUTH_CONNECTOR={listed!r}: the {sharing[0]} connector decides who may view the app from "
+            "its provider's sharing settings, which other methods cannot follow: use it alone")
+
+
 class SignInMethods:
     """The app's connectors, in the order ``DASH_AUTH_CONNECTOR`` lists them."""
 
     def __init__(self, connectors: Sequence[Connector], labels: dict[str, str] | None = None) -> None:
-        if not connectors:
-            raise ConfigurationError("DASH_AUTH_CONNECTOR lists no connector")
-        names = [c.name for c in connectors]
-        repeated = sorted({n for n in names if names.count(n) > 1})
-        if repeated:
-            raise ConfigurationError(f"DASH_AUTH_CONNECTOR={','.join(names)!r} lists {', '.join(repeated)} twice")
-        passwords = [c.name for c in connectors if isinstance(c, PasswordConnector)]
-        if len(passwords) > 1:
-            raise ConfigurationError(
-                f"DASH_AUTH_CONNECTOR={','.join(names)!r} lists two password connectors ({', '.join(passwords)}); "
-                "the sign-in form has one username and password: keep one")
-        negotiates = [c.name for c in connectors if isinstance(c, NegotiateConnector)]
-        if len(negotiates) > 1:
-            raise ConfigurationError(f"DASH_AUTH_CONNECTOR={','.join(names)!r} lists {', '.join(negotiates)}: keep one")
-        sharing = [c.name for c in connectors if isinstance(c, ProviderSharing)]
-        if sharing and len(connectors) > 1:
-            raise ConfigurationError(
-                f"DASH_AUTH_CONNECTOR={','.join(names)!r}: the {sharing[0]} connector decides who may view the app "
-                "from its provider's sharing settings, which other methods cannot follow: use it alone")
+        check_list([type(c) for c in connectors])
         self.all: tuple[Connector, ...] = tuple(connectors)
         self.primary = self.all[0]
         self.password = next((c for c in self.all if isinstance(c, PasswordConnector)), None)

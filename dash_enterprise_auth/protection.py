@@ -18,7 +18,7 @@ from .blocking import refuse_io
 from .config import CoreConfig
 from .connectors import Identity
 from .connectors.base import ProviderSharing
-from .errors import AuthenticationError, InvalidCredentials
+from .errors import AuthenticationError, InvalidCredentials, ProviderRefused
 from .kerberos import Kerberos
 from .methods import SignInMethods
 from .origin import FormToken
@@ -215,7 +215,11 @@ class Protection:
         if directory is None:
             return identity
         refuse_io("looking a person up in the directory")
-        found = directory.look_up(identity.username)
+        try:
+            found = directory.look_up(identity.username)
+        except InvalidCredentials as exc:
+            raise ProviderRefused(f"You signed in as {identity.username}, who has no entry in this app's directory. "
+                                  "Contact your administrator.", log_detail="directory: " + exc.log_detail) from None
         return replace(identity, email=found.email or identity.email,
                        display_name=found.display_name or identity.display_name, groups=found.groups,
                        group_ids=found.group_ids, attributes={**identity.attributes, **found.attributes})
