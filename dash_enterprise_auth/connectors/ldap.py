@@ -474,16 +474,7 @@ class LdapConnector(PasswordConnector):
                 raise AccountLocked("This account is disabled in the directory. Contact your administrator.",
                                     log_detail="userAccountControl has the ACCOUNTDISABLE bit")
             group_dns = self._groups(entry, reader)
-        attributes = entry["attributes"]
-        return Identity(
-            username=self._username(attributes, username),
-            email=first(attributes, self.email_attribute),
-            display_name=first(attributes, self.name_attribute) or first(attributes, "cn"),
-            groups=tuple(rdn_value(g) for g in group_dns),
-            group_ids=tuple(group_dns),
-            attributes={"dn": entry["dn"]},
-            connector=self.name,
-        )
+        return self._identity(entry, username, group_dns)
 
     def can_look_up(self) -> bool:
         return bool(self.bind_dn)
@@ -500,9 +491,12 @@ class LdapConnector(PasswordConnector):
         if int(first(attributes, "userAccountControl") or 0) & AD_ACCOUNT_DISABLED:
             raise AccountLocked("This account is disabled in the directory. Contact your administrator.",
                                 log_detail="userAccountControl has the ACCOUNTDISABLE bit")
-        group_dns = self._groups(entry, self._service_search)
+        return self._identity(entry, username, self._groups(entry, self._service_search))
+
+    def _identity(self, entry: dict[str, Any], typed: str, group_dns: list[str]) -> Identity:
+        attributes = entry["attributes"]
         return Identity(
-            username=self._username(attributes, username),
+            username=self._username(attributes, typed),
             email=first(attributes, self.email_attribute),
             display_name=first(attributes, self.name_attribute) or first(attributes, "cn"),
             groups=tuple(rdn_value(g) for g in group_dns),
