@@ -139,6 +139,8 @@ def login_with(protection: Protection, request: Request, viewer: Viewer | None) 
     connector = protection.methods.named(request.path.rsplit("/", 1)[-1])
     if not isinstance(connector, RedirectConnector):
         return protection.pages.problem(request, 404, "This app has no such sign-in method.", "Not found")
+    if viewer is not None and viewer.record is not None and protection.policy.allows(viewer.identity):
+        return Answer.redirect(next_target(protection, request))
     return start_round_trip(protection, request, connector)
 
 
