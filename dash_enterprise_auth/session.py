@@ -121,6 +121,18 @@ class SessionLayer:
         record._identity = identity
         return True
 
+    def mark_validated(self, record: SessionRecord, identity: Identity, now: float) -> bool:
+        """Store the identity the provider has just confirmed, and when, if nobody else did since
+        ``record`` was read (a compare-and-set on ``validated_at``: a rotated refresh token is
+        never overwritten by an older one). False when another request did, or the session ended."""
+        if not self.store.update(record.key, {"identity": identity.to_dict(), "validated_at": now},
+                                 if_validated_at=record.validated_at):
+            return False
+        record.identity = identity.to_dict()
+        record._identity = identity
+        record.validated_at = now
+        return True
+
     def save_user_data(self, record: SessionRecord, data: dict[str, Any]) -> None:
         """Replace the record's custom data, and nothing else of it; SessionEnded when the
         session has ended meanwhile, so a write is never reported done when it is not."""
