@@ -279,3 +279,30 @@ def test_oidc_a_provider_stopped_during_re_validation_keeps_sessions_going(make_
         assert page(alice) == 200 and dash_request(alice) == 200  # tried again after the back-off: still open
     finally:
         refreshing_provider.start()
+
+
+# -- plotly: the stand-in Plotly server --------------------------------------------------------------
+
+from .test_plotly import APP, plotly, plotly_settings, sign_in_at_plotly  # noqa: E402,F401  (its fixture too)
+
+
+def test_plotly_unshared_or_revoked_viewers_lose_access_and_an_outage_keeps_sessions(make_app, plotly):
+    app = make_app(**plotly_settings(plotly), revalidate_interval=INTERVAL)
+    browsers = {name: app.server.test_client() for name in ("alice", "bob")}
+    for name, browser in browsers.items():
+        assert sign_in_at_plotly(browser, name, f"{name}-pw").status_code == 302
+        assert page(browser) == 200
+    plotly.files[APP]["viewers"].remove("bob")  # the owner stops sharing the app with bob
+    wait_past_interval()
+    assert page(browsers["bob"]) == 302 and dash_request(browsers["bob"]) == 401
+    assert page(browsers["alice"]) == 200
+    plotly.stop()
+    try:
+        wait_past_interval()
+        assert page(browsers["alice"]) == 200 and dash_request(browsers["alice"]) == 200  # fail open
+    finally:
+        plotly.start()
+    with plotly._lock:
+        plotly._drop_token(stored_identity(app, "alice")["private"]["access_token"])  # revoked at Plotly
+    time.sleep(INTERVAL + 0.2)
+    assert page(browsers["alice"]) == 302
