@@ -114,8 +114,9 @@ class SessionLayer:
 
     def replace_identity(self, record: SessionRecord, identity: Identity) -> bool:
         """Store a changed identity (a renewed ticket in its private part); False when the
-        session has ended meanwhile."""
-        if not self.store.update(record.key, {"identity": identity.to_dict()}):
+        session has ended meanwhile, or was re-validated since ``record`` was read (the stored
+        identity may hold a rotated refresh token that this one would overwrite)."""
+        if not self.store.update(record.key, {"identity": identity.to_dict()}, if_validated_at=record.validated_at):
             return False
         record.identity = identity.to_dict()
         record._identity = identity
