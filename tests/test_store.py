@@ -56,6 +56,20 @@ class TestStoreContract:
         assert got.validated_at == t0 + 5 and got.identity["private"]["refresh_token"] == "rt-2"
         assert store.update("k1", second, if_validated_at=t0 + 5)
 
+    def test_a_record_written_before_re_validation_existed_reads_and_compares_as_validated_at_creation(self, store):
+        store.put(record())
+        if isinstance(store, SQLiteStore):
+            with sqlite3.connect(store.path) as db:
+                db.execute("UPDATE sessions SET body = json_remove(body, '$.validated_at')")
+        else:
+            store._redis.hdel(store._session("k1"), "validated_at")
+        store._recent.clear()
+        got = store.get("k1")
+        assert got is not None and got.validated_at == got.created_at
+        assert store.update("k1", {"validated_at": got.created_at + 1}, if_validated_at=got.created_at)
+        store._recent.clear()
+        assert store.get("k1").validated_at == got.created_at + 1
+
     def test_a_compare_and_set_on_an_ended_session_does_not_bring_it_back(self, store):
         store.put(record())
         t0 = store.get("k1").validated_at
