@@ -65,11 +65,12 @@ def cmd_check(args: argparse.Namespace) -> int:
         print(f"{'ok  ' if ok else 'FAIL'} {message}")
 
     try:
-        config, connector = load_configuration()
+        config, methods = load_configuration()
     except ConfigurationError as exc:
         line(False, f"settings: {exc}")
         return 1
-    line(True, f"settings: connector {connector.name}, privacy {config.privacy.value}")
+    what = f"connector{'s' if len(methods.all) > 1 else ''} {methods.names}"
+    line(True, f"settings: {what}, privacy {config.privacy.value}")
     if config.session_store is None:
         line(True, "session store: SQLite in the app's instance folder (DASH_AUTH_SESSION_STORE not set)")
     else:
@@ -79,14 +80,15 @@ def cmd_check(args: argparse.Namespace) -> int:
             line(True, f"session store: {redact(config.session_store)} answers")
         except (ConfigurationError, ServiceUnavailable) as exc:
             line(False, f"session store: {getattr(exc, 'log_detail', '') or exc}")
-    try:
-        connector.ping()
-        line(True, f"connector {connector.name}: answers")
-    except ServiceUnavailable as exc:
-        line(False, f"connector {connector.name}: {exc.log_detail or exc.user_message}")
-    line(True, revalidation_line(config, connector))
-    for finding in connector.check(args.user):
-        line(finding.ok, finding.message)
+    for connector in methods.all:
+        try:
+            connector.ping()
+            line(True, f"connector {connector.name}: answers")
+        except ServiceUnavailable as exc:
+            line(False, f"connector {connector.name}: {exc.log_detail or exc.user_message}")
+        line(True, revalidation_line(config, connector))
+        for finding in connector.check(args.user):
+            line(finding.ok, finding.message)
     if args.app:
         for ok, message in _page_rules(args.app, config):
             line(ok, message)
@@ -108,6 +110,8 @@ def revalidation_line(config: "CoreConfig", connector: "Connector") -> str:
 
     if config.revalidate_interval == 0:
         return "re-validation: off (DASH_AUTH_REVALIDATE_INTERVAL=0): sessions last until their maximum age"
+    if connector.name == "spnego":
+        return "re-validation: Kerberos sign-ins are asked again of the directory listed beside spnego, if any"
     if not isinstance(connector, Revalidates):
         return (f"re-validation: connector {connector.name} has no back channel to ask: sessions last until "
                 f"DASH_AUTH_SESSION_MAX_AGE ({config.max_age} s)")

@@ -11,7 +11,8 @@ from .errors import ConfigurationError
 from .privacy import PrivacyLevel
 from .settings import Option, Secret, Settings, count, name_list, one_of, seconds, text
 
-CONNECTOR = Option("DASH_AUTH_CONNECTOR", text, help="basic | ldap | saml | oidc | plotly")
+CONNECTOR = Option("DASH_AUTH_CONNECTOR", text,
+                   help="basic | ldap | saml | oidc | plotly | spnego, or several: spnego,ldap")
 PRIVACY = Option("DASH_AUTH_PRIVACY", one_of(*(p.value for p in PrivacyLevel)), "restricted")
 ALLOWED_USERS = Option("DASH_AUTH_ALLOWED_USERS", name_list, ())
 ALLOWED_GROUPS = Option("DASH_AUTH_ALLOWED_GROUPS", name_list, ())
@@ -26,10 +27,13 @@ REVALIDATE_INTERVAL = Option("DASH_AUTH_REVALIDATE_INTERVAL", count, 300,
                                   "provider; 0 turns them off")
 LOGOUT_URL = Option("DASH_LOGOUT_URL", text)
 KRB5_REALM = Option("DASH_AUTH_KRB5_REALM", text,
-                    help="realm in which password sign-ins also get a Kerberos ticket (e.g. CORP.EXAMPLE.COM)")
+                    help="realm in which password sign-ins also get a Kerberos ticket (e.g. CORP.EXAMPLE.COM); "
+                         "the realm of Kerberos sign-ins (spnego)")
 KRB5_KEYTAB = Option("DASH_AUTH_KRB5_KEYTAB", text,
-                     help="the app's keytab: tickets for SAML/OIDC sign-ins by constrained delegation (S4U)")
-KRB5_SERVICE_PRINCIPAL = Option("DASH_AUTH_KRB5_SERVICE_PRINCIPAL", text, help="the app's principal in that keytab")
+                     help="the app's keytab: accepts Kerberos sign-ins (spnego), and gets tickets for SAML/OIDC "
+                          "sign-ins by constrained delegation (S4U)")
+KRB5_SERVICE_PRINCIPAL = Option("DASH_AUTH_KRB5_SERVICE_PRINCIPAL", text,
+                                help="the app's principal in that keytab (spnego: HTTP/<host of the request>)")
 KRB5_DELEGATE_TO = Option("DASH_AUTH_KRB5_DELEGATE_TO", name_list, (),
                           help="services to get tickets for on the viewer's behalf, e.g. HTTP/reports.corp")
 
@@ -62,9 +66,12 @@ class CoreConfig:
     krb5_delegate_to: tuple[str, ...] = ()
 
     @classmethod
-    def from_settings(cls, settings: Settings, privacy: str | None = None) -> "CoreConfig":
+    def from_settings(cls, settings: Settings, privacy: str | None = None,
+                      accepts_tickets: bool = False) -> "CoreConfig":
         """Read and cross-check the core settings; fail with one clear line. ``privacy``
-        is the level a connector imposes (Plotly's sharing), instead of DASH_AUTH_PRIVACY."""
+        is the level a connector imposes (Plotly's sharing), instead of DASH_AUTH_PRIVACY;
+        ``accepts_tickets`` says the connector accepts Kerberos tickets with the keytab (spnego),
+        for which the service principal may follow the host of each request."""
         secret = settings.get(SECRET_KEY)
         if secret is None:
             raise ConfigurationError(
@@ -95,7 +102,8 @@ class CoreConfig:
             krb5_delegate_to=settings.get(KRB5_DELEGATE_TO),
         )
         if (config.krb5_keytab or config.krb5_delegate_to) and not (
-                config.krb5_realm and config.krb5_keytab and config.krb5_service_principal):
+                config.krb5_realm and config.krb5_keytab and (config.krb5_service_principal or (
+                    accepts_tickets and not config.krb5_delegate_to))):
             raise ConfigurationError(
                 "Kerberos tickets by delegation need DASH_AUTH_KRB5_REALM, DASH_AUTH_KRB5_KEYTAB and "
                 "DASH_AUTH_KRB5_SERVICE_PRINCIPAL together (and DASH_AUTH_KRB5_DELEGATE_TO for the targets)")

@@ -83,6 +83,17 @@ class ProviderRefused(AuthenticationError):
     default_message = "The identity provider did not sign you in. Please try again."
 
 
+class RealmNotAllowed(AuthenticationError):
+    """A valid Kerberos sign-in from a realm this app does not accept (``DASH_AUTH_KRB5_ALLOWED_REALMS``)."""
+
+    status = 403
+
+    def __init__(self, realm: str, log_detail: str = "") -> None:
+        self.realm = realm
+        super().__init__(f"Accounts of the Kerberos realm {realm} cannot sign in to this app. Sign in with an "
+                         "account of the app's own realm, or ask its administrator to allow yours.", log_detail)
+
+
 class SessionEnded(AuthenticationError):
     """The viewer's session ended (signed out elsewhere, revoked, expired) while a request ran:
     the request is answered as one without a session."""

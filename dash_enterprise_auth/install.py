@@ -20,6 +20,7 @@ from .config import CONNECTOR, CORE_OPTIONS, DEFAULT_STORE_FILE, PRIVACY, CoreCo
 from .connectors import Connector, available, connector_class
 from .connectors.base import ProviderSharing
 from .dash_pages import PageAccess
+from .methods import SignInMethods, check_list, display_name_option
 from .errors import ConfigurationError
 from .pages import Pages
 from .protection import Protection
@@ -54,14 +55,14 @@ def protect(app: Any, **overrides: Any) -> Protection:
         return existing
 
     _ensure_log_output()
-    config, connector = load_configuration(overrides)
+    config, methods = load_configuration(overrides)
     root = _app_root(app, server)
     instance = Path(server.instance_path) if isinstance(server, flask.Flask) else root / "instance"
     default_store = instance / DEFAULT_STORE_FILE
     store = open_store(config.session_store or "sqlite:///" + str(default_store))
     prefixes = _prefixes(app)
     pages = Pages(_template_folder(server, root), _title_getter(app, server), prefixes)
-    protection = Protection(config, connector, store, prefixes, pages, overrides)
+    protection = Protection(config, methods, store, prefixes, pages, overrides)
     if hasattr(app, "callback_map") and hasattr(app, "config"):  # a Dash app: its pages may have rules
         protection.page_access = PageAccess(app, protection.policy, protection)
 
@@ -79,8 +80,9 @@ def protect(app: Any, **overrides: Any) -> Protection:
         _add_session_script(app, prefixes)
     viewer_module.remember_protection(protection)
     log.info(
-        "dash-enterprise-auth: protecting %s (%s) with the %s connector, privacy %s, sessions in %s",
-        getattr(app, "title", None) or getattr(server, "name", "the app"), type(server).__name__, connector.name,
+        "dash-enterprise-auth: protecting %s (%s) with the %s, privacy %s, sessions in %s",
+        getattr(app, "title", None) or getattr(server, "name", "the app"), type(server).__name__,
+        methods.names + (" connectors" if len(methods.all) > 1 else " connector"),
         config.privacy.value, redact(config.session_store) if config.session_store else default_store,
     )
     return protection
@@ -93,28 +95,36 @@ def installed_on(server: Any) -> Protection | None:
     return _asgi_protections.get(server)
 
 
-def load_configuration(overrides: Mapping[str, Any] | None = None) -> tuple[CoreConfig, Connector]:
-    """Read and check every setting and build the connector: what protect() and the
+def load_configuration(overrides: Mapping[str, Any] | None = None) -> tuple[CoreConfig, SignInMethods]:
+    """Read and check every setting and build the connectors: what protect() and the
     ``check`` command share. Raises ConfigurationError naming the first bad setting."""
     overrides = dict(overrides or {})
     given = overrides.get("connector")
     if isinstance(given, Connector):
         del overrides["connector"]
-    known = [*CORE_OPTIONS, *(option for name in available() for option in _options_of(name))]
+    names = sorted(available())
+    known = [*CORE_OPTIONS, *(option for name in names for option in _options_of(name)),
+             *(display_name_option(name) for name in names)]
     Settings.warn_unknown(known)
     settings = Settings.load(known, overrides)
     if isinstance(given, Connector):
-        connector = given
+        connectors: list[Connector] = [given]
     else:
-        name = settings.get(CONNECTOR)
-        if not name:
-            raise ConfigurationError("DASH_AUTH_CONNECTOR is not set: use one of " + ", ".join(sorted(available())))
-        connector = connector_class(name).from_settings(settings)
+        listed = [name.strip() for name in (settings.get(CONNECTOR) or "").split(",") if name.strip()]
+        if not listed:
+            raise ConfigurationError("DASH_AUTH_CONNECTOR is not set: use one of " + ", ".join(names)
+                                     + " (or several, comma-separated)")
+        kinds = [connector_class(name) for name in listed]
+        check_list(kinds)
+        connectors = [kind.from_settings(settings) for kind in kinds]
+    methods = SignInMethods(connectors, {c.name: settings.get(display_name_option(c.name)) for c in connectors})
+    connector = methods.primary
     imposed = connector.privacy_level() if isinstance(connector, ProviderSharing) else None
     if imposed is not None and settings.is_set(PRIVACY):
         raise ConfigurationError(f"DASH_AUTH_PRIVACY is not used with the {connector.name} connector, whose own "
                                  f"settings decide who may view the app (here: {imposed}): unset it")
-    return CoreConfig.from_settings(settings, privacy=imposed), connector
+    accepts_tickets = methods.negotiate is not None
+    return CoreConfig.from_settings(settings, privacy=imposed, accepts_tickets=accepts_tickets), methods
 
 
 def _ensure_log_output() -> None:

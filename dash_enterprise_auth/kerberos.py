@@ -162,6 +162,18 @@ def _ticket_times(path: Path, principal: str) -> tuple[float, float]:
     raise KerberosTicketUnavailable(f"the KDC's answer for {principal} holds no TGT")
 
 
+def ticket_of(creds: Any, principal: str) -> Ticket:
+    """The TGT in gssapi credentials ``creds`` (acquired with a password, or delegated by a browser
+    through Negotiate) as a :class:`Ticket`; gssapi's GSSError when it cannot be stored, and
+    KerberosTicketUnavailable when it holds no TGT of ``principal``'s realm."""
+    import gssapi.raw
+
+    with private_ccache() as path:
+        gssapi.raw.store_cred_into({b"ccache": f"FILE:{path}".encode()}, creds, usage="initiate", overwrite=True)
+        expires_at, renew_till = _ticket_times(path, principal)
+        return Ticket(principal, path.read_bytes(), expires_at, renew_till)
+
+
 class Kerberos:
     """Tickets for one app: its realm and the key that encrypts them at rest."""
 
@@ -252,11 +264,7 @@ class Kerberos:
         try:
             name = gssapi.Name(principal, gssapi.NameType.kerberos_principal)
             creds = gssapi.raw.acquire_cred_with_password(name, password.encode(), usage="initiate").creds
-            with private_ccache() as path:
-                gssapi.raw.store_cred_into({b"ccache": f"FILE:{path}".encode()}, creds, usage="initiate",
-                                           overwrite=True)
-                expires_at, renew_till = _ticket_times(path, principal)
-                return Ticket(principal, path.read_bytes(), expires_at, renew_till)
+            return ticket_of(creds, principal)
         except gssapi.exceptions.GSSError as exc:
             raise KerberosTicketUnavailable(f"the KDC gave no ticket for {principal}: {_gss_reason(exc)}") from None
 
@@ -324,8 +332,8 @@ class Kerberos:
 
         sealed = private.get(PRIVATE_KEY)
         if not sealed:
-            raise KerberosTicketUnavailable("this sign-in obtained no Kerberos ticket (only password sign-ins "
-                                            "through the form do)")
+            raise KerberosTicketUnavailable("this sign-in obtained no Kerberos ticket (password sign-ins "
+                                            "through the form do, and Kerberos sign-ins whose browser delegates)")
         if sealed.get("error"):
             raise KerberosTicketUnavailable(sealed["error"])
         try:
@@ -335,13 +343,20 @@ class Kerberos:
                                             "changed?); sign in again") from None
         return Ticket(sealed["principal"], data, float(sealed["expires_at"]), float(sealed["renew_till"]))
 
-    def attach(self, identity: Any, password: str | None = None) -> Any:
-        """``identity`` with a ticket (or the reason there is none) in its private part: from
-        the password when there is one, else by delegation when the app has a keytab."""
-        if password is None and not self.keytab:
+    def attach(self, identity: Any, password: str | None = None, forwarded: Any = None) -> Any:
+        """``identity`` with a ticket (or the reason there is none) in its private part: the one
+        a browser ``forwarded`` (a Ticket) through Negotiate, else from the password when there is
+        one, else by constrained delegation when the app has a keytab and its principal, else the
+        reason the browser gave none (``forwarded`` as a KerberosTicketUnavailable)."""
+        impersonates = bool(self.keytab and self.service_principal)
+        if not isinstance(forwarded, Ticket) and password is None and not impersonates:
+            if isinstance(forwarded, KerberosTicketUnavailable):
+                return _with_private(identity, {**identity.private, PRIVATE_KEY: {"error": str(forwarded)}})
             return identity
         try:
-            if password is not None:
+            if isinstance(forwarded, Ticket):
+                sealed = self.seal(forwarded)
+            elif password is not None:
                 sealed = self.seal(self.ask_kdc(lambda: self.with_password(identity.username, password)))
             else:
                 sealed = {**self.seal(self.ask_kdc(lambda: self.delegated(identity.username))), "delegated": True}

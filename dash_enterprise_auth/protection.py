@@ -10,15 +10,17 @@ from __future__ import annotations
 import base64
 import binascii
 import time
+from dataclasses import replace
 from typing import Any, Callable, Mapping
 
 from .audit import audit
 from .blocking import refuse_io
 from .config import CoreConfig
-from .connectors import Connector, Identity, PasswordConnector
+from .connectors import Identity
 from .connectors.base import ProviderSharing
-from .errors import AuthenticationError, InvalidCredentials
+from .errors import AuthenticationError, InvalidCredentials, ProviderRefused
 from .kerberos import Kerberos
+from .methods import SignInMethods
 from .origin import FormToken
 from .pages import Pages
 from .privacy import Policy
@@ -51,24 +53,27 @@ class Protection:
     def __init__(
         self,
         config: CoreConfig,
-        connector: Connector,
+        methods: SignInMethods,
         store: SessionStore,
         prefixes: Prefixes,
         pages: Pages,
         overrides: Mapping[str, Any],
     ) -> None:
         self.config = config
-        self.connector = connector
+        self.methods = methods
+        self.connector = methods.primary  # the first listed; use ``methods`` for a given capability
+        connector = methods.primary
         self.store = store
         self.prefixes = prefixes
         self.pages = pages
         self.overrides = dict(overrides)
         self.sessions = SessionLayer(store, config.secret_key, Timeouts(config.idle_timeout, config.max_age))
-        self.revalidation = Revalidation(connector, self.sessions, config.revalidate_interval)
+        self.revalidation = Revalidation(methods, self.sessions, config.revalidate_interval)
         self.throttle = Throttle(store)
         self.form_token = FormToken(config.secret_key)
         self.kerberos = Kerberos(
-            config.krb5_realm, config.secret_key, keytab=config.krb5_keytab, timeout=Kerberos.timeout_of(connector),
+            config.krb5_realm, config.secret_key, keytab=config.krb5_keytab,
+            timeout=Kerberos.timeout_of(methods.password or connector),
             service_principal=config.krb5_service_principal, delegate_to=config.krb5_delegate_to,
         ) if config.krb5_realm else None
         admits = connector.admits_share_key if isinstance(connector, ProviderSharing) else (lambda key: False)
@@ -81,7 +86,7 @@ class Protection:
 
     @property
     def accepts_passwords(self) -> bool:
-        return isinstance(self.connector, PasswordConnector)
+        return self.methods.password is not None
 
     def title(self) -> str:
         return self.pages.app_title()
@@ -165,9 +170,10 @@ class Protection:
 
     def verify_password(self, username: str, password: str, client: str, via: str) -> Identity:
         """Throttle and verify; audit every refusal."""
-        connector = self.connector
-        if not isinstance(connector, PasswordConnector):
-            raise InvalidCredentials("This app does not accept passwords.", log_detail="password to " + connector.name)
+        connector = self.methods.password
+        if connector is None:
+            raise InvalidCredentials("This app does not accept passwords.",
+                                     log_detail="password to " + self.methods.names)
         username = username.strip()
         if len(username) > MAX_USERNAME or len(password) > MAX_PASSWORD:
             raise InvalidCredentials(log_detail="oversized username or password")
@@ -192,20 +198,40 @@ class Protection:
                 raise AuthenticationError("Your account is not allowed to use this app.",
                                           log_detail="refused by an is_authorized_hook")
 
-    def complete_sign_in(self, identity: Identity, request: Request, via: str, password: str | None = None) -> str:
+    def complete_sign_in(self, identity: Identity, request: Request, via: str, password: str | None = None,
+                         forwarded: Any = None) -> str:
         """Every sign-in that starts a session ends here, whatever the connector: the authorized
-        hooks, the Kerberos ticket (from the password, else by delegation), a new session (new id:
-        no fixation; the browser's previous session ends) and the audit line. The cookie value."""
+        hooks, the Kerberos ticket (the one a browser ``forwarded`` through Negotiate, else from the
+        password, else by delegation), a new session (new id: no fixation; the browser's previous
+        session ends) and the audit line. The cookie value."""
         self.run_hooks(identity, request.client, via)
         if self.kerberos is not None:
-            identity = self.kerberos.attach(identity, password)
+            identity = self.kerberos.attach(identity, password, forwarded)
         previous = self.viewer_from_cookie(request)
         if previous is not None and previous.record is not None:
             self.sessions.end(previous.record)
         token, _ = self.sessions.start(identity)
         audit("sign_in", user=identity.username, client=request.client, outcome="success", via=via,
-              connector=self.connector.name)
+              connector=identity.connector)
         return token
+
+    def from_directory(self, identity: Identity) -> Identity:
+        """A sign-in with no password (a Kerberos ticket) takes the person's groups, email and name
+        from the directory listed beside it (``spnego,ldap``), read by its service account, so the
+        privacy rules see the same groups whichever way the person signed in. No entry, or a
+        disabled one, refuses the sign-in; a directory that does not answer fails it closed."""
+        directory = self.methods.directory
+        if directory is None:
+            return identity
+        refuse_io("looking a person up in the directory")
+        try:
+            found = directory.look_up(identity.username)
+        except InvalidCredentials as exc:
+            raise ProviderRefused(f"You signed in as {identity.username}, who has no entry in this app's directory. "
+                                  "Contact your administrator.", log_detail="directory: " + exc.log_detail) from None
+        return replace(identity, email=found.email or identity.email,
+                       display_name=found.display_name or identity.display_name, groups=found.groups,
+                       group_ids=found.group_ids, attributes={**identity.attributes, **found.attributes})
 
     def start_session(self, identity: Identity) -> str:
         """A session for ``identity`` with no sign-in around it (``testing.signed_in_client``)."""

@@ -25,12 +25,14 @@ import math
 import time
 from dataclasses import replace
 
+from typing import Callable
+
 from .audit import audit
 from .blocking import refuse_io
-from .connectors import Connector
 from .connectors.base import Revalidates
 from .errors import AccessRevoked, AuthenticationError
 from .identity import Identity
+from .methods import SignInMethods
 from .session import SessionLayer
 from .stores import SessionRecord
 
@@ -43,10 +45,11 @@ HELD_MAX = 4096  # sessions this process remembers not to ask about yet
 class Revalidation:
     """When and how one app re-validates its sessions; ``every`` is inf when it never does."""
 
-    def __init__(self, connector: Connector, sessions: SessionLayer, interval: int) -> None:
-        self.connector = connector
+    def __init__(self, methods: SignInMethods, sessions: SessionLayer, interval: int) -> None:
+        self.methods = methods
         self.sessions = sessions
-        self.every = float(interval) if interval > 0 and isinstance(connector, Revalidates) else math.inf
+        asks = any(isinstance(c, Revalidates) for c in methods.all)
+        self.every = float(interval) if interval > 0 and asks else math.inf
         # Never longer than the interval: a test (or a strict operator) with a 5 s interval expects
         # a provider back after an outage to be asked within about that.
         self.backoff = min(BACKOFF, self.every)
@@ -60,14 +63,18 @@ class Revalidation:
         answered), or None when the provider ended the person's access."""
         if self._held.get(record.key, 0.0) > now:
             return record
+        identity = record.as_identity()
+        ask = self._asker(identity)
+        if ask is None:  # signed in by a method with no back channel (saml beside ldap): its max age applies
+            self._hold(record.key, now, self.every)
+            return record
         refuse_io("re-validating a session at the identity provider")
         claim = f"revalidate:{record.key}:{record.validated_at!r}"
         if not self.sessions.store.remember_once(claim, self.backoff):
             self._hold(record.key, now)  # another worker asks now, or asked and got no answer
             return record
-        identity = record.as_identity()
         try:
-            fresh = self.connector.revalidate(identity)  # type: ignore[attr-defined]
+            fresh = ask(identity)
         except AccessRevoked as exc:
             return self._revoked(record, exc)
         except AuthenticationError as exc:  # ServiceUnavailable above all: cannot tell now
@@ -87,6 +94,22 @@ class Revalidation:
             return record
         return self.sessions.store.get(record.key)  # validated by another worker meanwhile, or ended
 
+    def _asker(self, identity: Identity) -> Callable[[Identity], Identity] | None:
+        """Who answers for this sign-in: the connector that signed the person in; for a Kerberos
+        ticket sign-in, the directory listed beside it (which gave its groups); else nobody."""
+        connector = self.methods.of(identity)
+        if isinstance(connector, Revalidates):
+            return connector.revalidate
+        directory = self.methods.directory
+        if connector is self.methods.negotiate and isinstance(directory, Revalidates):
+            def through_directory(identity: Identity) -> Identity:
+                found = directory.revalidate(identity)
+                return replace(identity, email=found.email or identity.email,
+                               display_name=found.display_name or identity.display_name, groups=found.groups,
+                               group_ids=found.group_ids, attributes={**identity.attributes, **found.attributes})
+            return through_directory
+        return None
+
     def _revoked(self, record: SessionRecord, exc: AccessRevoked) -> SessionRecord | None:
         current = self.sessions.store.get(record.key)
         if current is not None and current.validated_at != record.validated_at:
@@ -98,11 +121,11 @@ class Revalidation:
               reason=exc.log_detail or type(exc).__name__)
         return None
 
-    def _hold(self, key: str, now: float) -> None:
+    def _hold(self, key: str, now: float, seconds: float | None = None) -> None:
         held = self._held
         if len(held) >= HELD_MAX:
             for stale in [k for k, until in held.items() if until <= now]:
                 del held[stale]
             if len(held) >= HELD_MAX:
                 held.clear()
-        held[key] = now + self.backoff
+        held[key] = now + (self.backoff if seconds is None else seconds)

@@ -13,9 +13,8 @@ import hmac
 import secrets
 import time
 from dataclasses import replace
-from typing import cast
 
-from .connectors import Identity, ProviderRequest, RedirectConnector
+from .connectors import Connector, Identity, ProviderRequest, RedirectConnector
 from .errors import Replayed, SignInExpired, WrongBrowser
 from .protection import Protection
 from .web import Answer, Request
@@ -29,8 +28,8 @@ def _pending_key(state: str) -> str:
     return "state:" + hashlib.sha256(state.encode()).hexdigest()
 
 
-def provider_request(protection: Protection, request: Request) -> ProviderRequest:
-    name = protection.connector.name
+def provider_request(protection: Protection, request: Request, connector: Connector) -> ProviderRequest:
+    name = connector.name
     callback = request.host_url.rstrip("/") + protection.prefixes.package_url(request, f"callback/{name}")
     return ProviderRequest(
         method=request.method,
@@ -41,11 +40,10 @@ def provider_request(protection: Protection, request: Request) -> ProviderReques
     )
 
 
-def start(protection: Protection, request: Request, next_url: str) -> Answer:
+def start(protection: Protection, request: Request, next_url: str, connector: RedirectConnector) -> Answer:
     """Send the browser to the provider, remembering where it wants to go afterwards."""
-    connector = cast(RedirectConnector, protection.connector)  # the views call this for redirect connectors only
     state = secrets.token_urlsafe(32)
-    redirect = connector.login(provider_request(protection, request), state)
+    redirect = connector.login(provider_request(protection, request, connector), state)
     protection.store.put_pending(
         _pending_key(state), {"connector": connector.name, "next": next_url, "data": dict(redirect.pending)},
         PENDING_TTL,
@@ -57,9 +55,8 @@ def start(protection: Protection, request: Request, next_url: str) -> Answer:
     return answer
 
 
-def finish(protection: Protection, request: Request) -> tuple[Identity, str]:
+def finish(protection: Protection, request: Request, connector: RedirectConnector) -> tuple[Identity, str]:
     """The identity and the ``next`` path of a callback; AuthenticationError when refused."""
-    connector = cast(RedirectConnector, protection.connector)  # the views call this for redirect connectors only
     state = request.value(connector.state_field) or ""
     usable = bool(state) and len(state) <= MAX_STATE_LENGTH
     # The browser binding is checked before the single-use state is taken: a stray use of the
@@ -69,19 +66,19 @@ def finish(protection: Protection, request: Request) -> tuple[Identity, str]:
         raise WrongBrowser(log_detail="state cookie missing or different")
     pending = protection.store.take_pending(_pending_key(state)) if usable else None
     if pending is None and connector.accepts_unsolicited():
-        identity = connector.complete(provider_request(protection, request), {})
-        return _used_once(protection, identity), protection.prefixes.app_root(request)
+        identity = connector.complete(provider_request(protection, request, connector), {})
+        return used_once(protection, identity), protection.prefixes.app_root(request)
     if not usable:
         raise SignInExpired(log_detail="callback without a usable state")
     if pending is None or pending.get("connector") != connector.name:
         raise SignInExpired(log_detail="unknown, used or expired state")
-    identity = connector.complete(provider_request(protection, request), pending.get("data") or {})
-    return _used_once(protection, identity), str(pending.get("next") or protection.prefixes.app_root(request))
+    identity = connector.complete(provider_request(protection, request, connector), pending.get("data") or {})
+    return used_once(protection, identity), str(pending.get("next") or protection.prefixes.app_root(request))
 
 
-def _used_once(protection: Protection, identity: Identity) -> Identity:
-    """Refuse an identity whose one-time id (``private["once"]``: a SAML assertion id and how
-    long it is valid) was seen before, on any worker or host; then drop that id."""
+def used_once(protection: Protection, identity: Identity) -> Identity:
+    """Refuse an identity whose one-time id (``private["once"]``: a SAML assertion id or a Kerberos
+    authenticator's digest, and how long it is valid) was seen before, on any worker or host; then drop that id."""
     once = identity.private.get("once")
     if not once:
         return identity

@@ -9,11 +9,12 @@ from __future__ import annotations
 import logging
 import time
 from importlib.resources import files
+from urllib.parse import quote
 from typing import Callable
 
-from . import round_trip
+from . import negotiate, round_trip
 from .audit import audit
-from .connectors.base import BackChannelLogout, ServiceMetadata, SingleLogout
+from .connectors.base import BackChannelLogout, RedirectConnector, ServiceMetadata, SingleLogout
 from .errors import AuthenticationError, Replayed, ServiceUnavailable
 from .origin import is_cross_site, is_same_origin_navigation
 from .pages import api_error
@@ -49,6 +50,8 @@ def _route(name: str) -> tuple[Route | None, tuple[str, ...]]:
         return static, ("GET", "HEAD")
     if name.startswith("backchannel-logout/"):
         return backchannel_logout, ("POST",)
+    if name.startswith("login/"):
+        return login_with, ("GET",)
     return ROUTES.get(name, (None, ()))
 
 
@@ -65,8 +68,20 @@ def next_target(protection: Protection, request: Request) -> str:
 def login_form(protection: Protection, request: Request, status: int = 200, error: str | None = None,
                username: str = "") -> Answer:
     return protection.pages.page(request, "login.html", status, error=error, username=username,
-                                 next=next_target(protection, request),
-                                 action=protection.prefixes.package_url(request, "login"))
+                                 **sign_in_choices(protection, request))
+
+
+def sign_in_choices(protection: Protection, request: Request) -> dict:
+    """What the sign-in page offers: the password form (when a password connector is listed) and a
+    button per redirect connector, each keeping ``next``."""
+    next_url = next_target(protection, request)
+    methods = protection.methods
+    return {
+        "password": methods.password is not None, "next": next_url,
+        "action": protection.prefixes.package_url(request, "login"),
+        "choices": [(methods.labels[c.name], protection.prefixes.package_url(request, f"login/{c.name}")
+                     + "?next=" + quote(next_url, safe="/")) for c in methods.redirects],
+    }
 
 
 def unavailable(protection: Protection, request: Request, exc: ServiceUnavailable) -> Answer:
@@ -84,23 +99,19 @@ def refused(protection: Protection, request: Request, exc: AuthenticationError) 
 # -- routes ------------------------------------------------------------------------------------
 
 def login(protection: Protection, request: Request, viewer: Viewer | None) -> Answer:
+    methods = protection.methods
     if request.method == "GET":
         if viewer is not None and viewer.record is not None and protection.policy.allows(viewer.identity):
             return Answer.redirect(next_target(protection, request))
-        if not protection.accepts_passwords:
-            try:
-                return round_trip.start(protection, request, next_target(protection, request))
-            except ServiceUnavailable as exc:
-                return unavailable(protection, request, exc)
-            except AuthenticationError as exc:
-                return refused(protection, request, exc)
-            except Exception:  # a connector bug must give the outage page, not a bare 500
-                log.exception("dash-enterprise-auth: the %s connector failed to start a sign-in",
-                              protection.connector.name)
-                return unavailable(protection, request, ServiceUnavailable(log_detail="connector error"))
+        if methods.negotiate is not None:
+            return negotiate.sign_in(protection, request, next_target(protection, request),
+                                     sign_in_choices(protection, request))
+        if not methods.offers_choice():
+            return start_round_trip(protection, request, methods.redirects[0])
         return login_form(protection, request)
-    if not protection.accepts_passwords:
-        return protection.pages.problem(request, 405, "This app signs in through its identity provider.",
+    if methods.password is None:
+        how = "with Kerberos" if methods.negotiate is not None else "through its identity provider"
+        return protection.pages.problem(request, 405, f"This app signs in {how}.",
                                         "Sign in elsewhere", retry_url=protection.prefixes.sign_in_url(request))
     if is_cross_site(request):
         audit("sign_in_failed", user=None, client=request.client, outcome="refused", reason="cross-site sign-in form")
@@ -123,10 +134,30 @@ def login(protection: Protection, request: Request, viewer: Viewer | None) -> An
     return answer
 
 
+def login_with(protection: Protection, request: Request, viewer: Viewer | None) -> Answer:
+    """``login/<name>``: the sign-in page's button for one redirect connector."""
+    connector = protection.methods.named(request.path.rsplit("/", 1)[-1])
+    if not isinstance(connector, RedirectConnector):
+        return protection.pages.problem(request, 404, "This app has no such sign-in method.", "Not found")
+    return start_round_trip(protection, request, connector)
+
+
+def start_round_trip(protection: Protection, request: Request, connector: RedirectConnector) -> Answer:
+    try:
+        return round_trip.start(protection, request, next_target(protection, request), connector)
+    except ServiceUnavailable as exc:
+        return unavailable(protection, request, exc)
+    except AuthenticationError as exc:
+        return refused(protection, request, exc)
+    except Exception:  # a connector bug must give the outage page, not a bare 500
+        log.exception("dash-enterprise-auth: the %s connector failed to start a sign-in", connector.name)
+        return unavailable(protection, request, ServiceUnavailable(log_detail="connector error"))
+
+
 def metadata(protection: Protection, request: Request, viewer: Viewer | None) -> Answer:
     """The app as the provider must know it (SAML SP metadata), for the IdP's admin."""
-    connector = protection.connector
-    if not isinstance(connector, ServiceMetadata):
+    connector = protection.methods.first(ServiceMetadata)
+    if connector is None:
         return protection.pages.problem(request, 404, "This app's sign-in has no metadata document.", "Not found")
     callback = request.host_url.rstrip("/") + protection.prefixes.package_url(request, f"callback/{connector.name}")
     try:
@@ -140,8 +171,8 @@ def metadata(protection: Protection, request: Request, viewer: Viewer | None) ->
 
 def single_logout(protection: Protection, request: Request, viewer: Viewer | None) -> Answer:
     """SAML single logout: the IdP's answer to our logout, or its request to end sessions here."""
-    connector = protection.connector
-    if not isinstance(connector, SingleLogout):
+    connector = protection.methods.first(SingleLogout)
+    if connector is None:
         return protection.pages.problem(request, 404, "This app's sign-in has no single logout.", "Not found")
     signed_out = protection.prefixes.package_url(request, "signed-out")
 
@@ -150,7 +181,7 @@ def single_logout(protection: Protection, request: Request, viewer: Viewer | Non
         audit("sign_out", user=name, client=request.client, outcome="success", via="idp", sessions=count)
 
     try:
-        target = connector.single_logout(round_trip.provider_request(protection, request), end_sessions)
+        target = connector.single_logout(round_trip.provider_request(protection, request, connector), end_sessions)
     except ServiceUnavailable as exc:
         return unavailable(protection, request, exc)
     except AuthenticationError as exc:
@@ -171,9 +202,8 @@ def backchannel_logout(protection: Protection, request: Request, viewer: Viewer 
     valid or was seen before, ending nothing; 503 when the session store (or the provider's
     keys) cannot be reached, ending nothing either, so the provider may send it again.
     """
-    name = request.path.rsplit("/", 1)[-1]
-    connector = protection.connector
-    if name != connector.name or not isinstance(connector, BackChannelLogout):
+    connector = protection.methods.named(request.path.rsplit("/", 1)[-1])
+    if not isinstance(connector, BackChannelLogout):
         return api_error(404, "This app's sign-in has no back-channel logout here.")
     try:
         notice = connector.logout_notice(request.form)
@@ -205,10 +235,11 @@ def _no_store(answer: Answer) -> Answer:
 def callback(protection: Protection, request: Request, viewer: Viewer | None) -> Answer:
     """Where the identity provider sends the browser back (OAuth redirect URI, SAML ACS)."""
     name = request.path.rsplit("/", 1)[-1]
-    if protection.accepts_passwords or name != protection.connector.name:
+    connector = protection.methods.named(name)
+    if not isinstance(connector, RedirectConnector):
         return protection.pages.problem(request, 404, "There is no sign-in in progress here.", "Not found")
     try:
-        identity, target = round_trip.finish(protection, request)
+        identity, target = round_trip.finish(protection, request, connector)
     except ServiceUnavailable as exc:
         return unavailable(protection, request, exc)
     except AuthenticationError as exc:
@@ -257,9 +288,10 @@ def logout(protection: Protection, request: Request, viewer: Viewer | None) -> A
     except ServiceUnavailable as exc:
         return unavailable(protection, request, exc)
     audit("sign_out", user=viewer.identity.username, client=request.client, outcome="success")
-    protection.connector.sign_out(viewer.identity)
+    connector = protection.methods.of(viewer.identity)  # single logout at the provider that signed them in
+    connector.sign_out(viewer.identity)
     signed_out_url = request.host_url.rstrip("/") + protection.prefixes.package_url(request, "signed-out")
-    target = protection.connector.logout_url(viewer.identity, signed_out_url)
+    target = connector.logout_url(viewer.identity, signed_out_url)
     answer = Answer.redirect(target) if target else signed_out
     protection.clear_cookie(answer, request)
     return answer
@@ -273,7 +305,8 @@ def signed_out(protection: Protection, request: Request, viewer: Viewer | None) 
 def health(protection: Protection, request: Request, viewer: Viewer | None) -> Answer:
     try:
         protection.store.ping()
-        protection.connector.ping()
+        for connector in protection.methods.all:
+            connector.ping()
     except ServiceUnavailable as exc:
         log.error("dash-enterprise-auth: health check failed: %s", exc.log_detail)
         return api_error(503, "unavailable")

@@ -154,6 +154,13 @@ def plotly_app(backend, plotly_server, tmp_path_factory) -> Iterator[Served]:
 
 
 @pytest.fixture(scope="module")
+def ldap_oidc_app(backend, slapd, oidc_provider, tmp_path_factory) -> Iterator[Served]:
+    settings = {**ldap_settings(slapd), **oidc_settings(oidc_provider), "DASH_AUTH_CONNECTOR": "ldap,oidc",
+                "DASH_AUTH_OIDC_DISPLAY_NAME": "Partners"}
+    yield from running(backend, settings, tmp_path_factory.mktemp(f"ldap-oidc-{backend}"))
+
+
+@pytest.fixture(scope="module")
 def kerberos_app(backend, kdc, tmp_path_factory) -> Iterator[Served]:
     folder = tmp_path_factory.mktemp(f"basic-krb5-{backend}")
     yield from running(backend, kerberos_settings(folder, kdc), folder)
@@ -222,6 +229,22 @@ def test_oidc_sign_in_at_the_provider_then_hello(oidc_app, oidc_provider):
     assert urlsplit(back.headers["Location"]).path == "/_dash-auth/callback/oidc"
     assert_signed_in(browser, browser.back_at_the_app(back.headers["Location"]), "oidc")
     hello(browser)
+
+
+def test_with_ldap_and_oidc_listed_a_person_signs_in_by_either_method(ldap_oidc_app, oidc_provider):
+    by_password = ldap_oidc_app.browser()
+    page = by_password.get(LOGIN + "?next=/")
+    assert page.status_code == 200 and 'name="password"' in page.text and "Sign in with Partners" in page.text
+    assert_signed_in(by_password, by_password.sign_in_with_the_form("alice", "alice-password"), "ldap")
+    hello(by_password)
+
+    at_the_provider = ldap_oidc_app.browser(REGISTERED_HOST)
+    started = at_the_provider.get(LOGIN + "/oidc?next=/")
+    assert started.status_code == 302 and started.headers["Location"].startswith(oidc_provider.issuer)
+    http = requests.Session()
+    back = submit_oidc_login(http, get_at_provider(http, started.headers["Location"]), "alice", "alice-password")
+    assert_signed_in(at_the_provider, at_the_provider.back_at_the_app(back.headers["Location"]), "oidc")
+    hello(at_the_provider)
 
 
 def test_saml_sp_metadata_names_the_entity_the_acs_and_the_sls(saml_app):

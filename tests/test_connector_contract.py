@@ -43,6 +43,7 @@ from dash_enterprise_auth.connectors.ldap import LdapConnector
 from dash_enterprise_auth.connectors.oidc import OidcConnector
 from dash_enterprise_auth.connectors.plotly import PlotlyConnector
 from dash_enterprise_auth.connectors.saml import SamlConnector
+from dash_enterprise_auth.connectors.spnego import SpnegoConnector
 from dash_enterprise_auth.errors import (
     AuthenticationError, ConfigurationError, ServiceUnavailable,
 )
@@ -55,7 +56,7 @@ from .servers import saml_idp as saml_pages
 from .servers.plotly_server import PlotlyServer
 from .servers.slapd_server import PASSWORDS as LDAP_PASSWORDS
 
-CONNECTORS = ("basic", "ldap", "oidc", "plotly", "saml")
+CONNECTORS = ("basic", "ldap", "oidc", "plotly", "saml", "spnego")
 CLIENT = "203.0.113.7"  # the viewer's address in every ProviderRequest
 PLOTLY_APP = "contract-app"
 PLOTLY_API_KEY = "alice-api-key"
@@ -325,8 +326,37 @@ class SamlSubject(RedirectSubject):
         return Outage(connector, [("IdP stopped", idp.stop)], idp.start)
 
 
+class SpnegoSubject(Subject):
+    """Kerberos single sign-on: alice's real SPNEGO token for HTTP@localhost from the suite's KDC."""
+
+    name, cls = "spnego", SpnegoConnector
+
+    def keywords(self) -> dict[str, Any]:
+        kdc = self.fixtures.getfixturevalue("kdc")
+        return {"krb5_realm": kdc.realm, "krb5_keytab": str(kdc.http_keytab)}
+
+    def token(self) -> bytes:
+        from .test_spnego import person, token_for
+
+        creds = person(self.fixtures.getfixturevalue("kdc"), "alice", self.folder / "people")
+        return base64.b64decode(token_for(creds)[0])
+
+    def sign_in(self) -> Identity:
+        return self.connector.accept(self.token(), "localhost").identity
+
+    def outage(self, request: pytest.FixtureRequest) -> Outage:
+        keytab = request.getfixturevalue("tmp_path") / "http.keytab"
+        shutil.copy2(self.fixtures.getfixturevalue("kdc").http_keytab, keytab)
+        saved = keytab.read_bytes()
+
+        def restore() -> None:
+            keytab.write_bytes(saved)
+
+        return Outage(self.build({"krb5_keytab": str(keytab)}), [("keytab removed", keytab.unlink)], restore)
+
+
 SUBJECTS: dict[str, type[Subject]] = {s.name: s for s in (BasicSubject, LdapSubject, OidcSubject, PlotlySubject,
-                                                           SamlSubject)}
+                                                           SamlSubject, SpnegoSubject)}
 
 
 @pytest.fixture(scope="module", params=CONNECTORS)
@@ -468,6 +498,16 @@ BAD_SETTINGS: dict[str, dict[str, tuple[dict[str, Any], str]]] = {
         "timeout zero": ({"DASH_AUTH_SAML_TIMEOUT": "0"}, "DASH_AUTH_SAML_TIMEOUT"),
         "allow idp initiated maybe": ({"DASH_AUTH_SAML_ALLOW_IDP_INITIATED": "maybe"},
                                       "DASH_AUTH_SAML_ALLOW_IDP_INITIATED"),
+    },
+    "spnego": {
+        "realm unset": ({"DASH_AUTH_KRB5_REALM": ""}, "DASH_AUTH_KRB5_REALM"),
+        "keytab unset": ({"DASH_AUTH_KRB5_KEYTAB": ""}, "DASH_AUTH_KRB5_KEYTAB"),
+        "keytab missing": ({"DASH_AUTH_KRB5_KEYTAB": _missing_file}, "DASH_AUTH_KRB5_KEYTAB"),
+        "keytab a directory": ({"DASH_AUTH_KRB5_KEYTAB": _a_directory}, "DASH_AUTH_KRB5_KEYTAB"),
+        "keytab not a keytab": ({"DASH_AUTH_KRB5_KEYTAB": _file("app.keytab", "not a keytab")},
+                                "DASH_AUTH_KRB5_KEYTAB"),
+        "keytab without the service principal": ({"DASH_AUTH_KRB5_SERVICE_PRINCIPAL": "HTTP/elsewhere.example"},
+                                                 "DASH_AUTH_KRB5_KEYTAB"),
     },
 }
 
@@ -691,6 +731,31 @@ SAML_CASES: dict[str, Callable[[RedirectSubject], tuple[ProviderRequest, dict[st
     "genuine answer as a GET": _genuine_with(lambda s, r, p: (s.request(_fields_of(r), method="GET", in_args=True), p)),
 }
 
+def _token_case(change: Callable[[bytes], bytes], host: str = "localhost") -> Callable[["SpnegoSubject"], tuple]:
+    return lambda subject: (change(subject.token()), host)
+
+
+#: tokens a browser, or someone pretending to be one, may send; (token, host of the request)
+NEGOTIATE_CASES: dict[str, Callable[[Any], tuple[bytes, str]]] = {
+    "empty": _token_case(lambda t: b""),
+    "garbage": _token_case(lambda t: secrets.token_bytes(300)),
+    "one byte": _token_case(lambda t: b"\x60"),
+    "truncated": _token_case(lambda t: t[:len(t) // 2]),
+    "last byte gone": _token_case(lambda t: t[:-1]),
+    "forged authenticator": _token_case(lambda t: t[:-16] + bytes(b ^ 0xFF for b in t[-16:])),
+    "forged ticket": _token_case(lambda t: t[:200] + bytes([t[200] ^ 1]) + t[201:]),
+    "a DER length past the end": _token_case(lambda t: b"\x60\x84\x7f\xff\xff\xff" + t[6:]),
+    "NTLM": _token_case(lambda t: b"NTLMSSP\x00\x01\x00\x00\x00" + bytes(24)),
+    "huge": _token_case(lambda t: t * 100),
+    "text": _token_case(lambda t: "Négociation".encode()),
+    "replayed": _token_case(lambda t: t),  # the subject accepts it once first
+    "for a host without a key": _token_case(lambda t: t, "intranet.example.org"),
+    "for a host name with a realm": _token_case(lambda t: t, "localhost@EVIL.EXAMPLE"),
+    "for a host name with a slash": _token_case(lambda t: t, "a/b"),
+    "for an empty host": _token_case(lambda t: t, ""),
+    "for a host with a NUL": _token_case(lambda t: t, "local\x00host"),
+}
+
 REDIRECT_TABLES = {"oidc": {**REDIRECT_CASES, **OAUTH_CASES, **OIDC_CASES},
                    "plotly": {**REDIRECT_CASES, **OAUTH_CASES},
                    "saml": {**REDIRECT_CASES, **SAML_CASES}}
@@ -710,6 +775,14 @@ class TestFailuresAreOnlyAuthenticationErrors:
     def test_a_redirect_connector_refuses_a_bad_or_hostile_answer(self, subject, case, record_property):
         request, pending = REDIRECT_TABLES[subject.name][case](subject)
         exc = refused(lambda: subject.connector.complete(request, pending))
+        record_property("raised", type(exc).__name__)
+
+    @pytest.mark.parametrize("subject, case", cases("spnego", NEGOTIATE_CASES), indirect=["subject"])
+    def test_a_negotiate_connector_refuses_a_bad_or_hostile_token(self, subject, case, record_property):
+        token, host = NEGOTIATE_CASES[case](subject)
+        if case == "replayed":
+            subject.connector.accept(token, host)
+        exc = refused(lambda: subject.connector.accept(token, host))
         record_property("raised", type(exc).__name__)
 
 

@@ -291,7 +291,7 @@ def assert_start_up_names(venv: FreshVenv, settings: dict[str, str], extra: str,
     assert f"pip install 'dash-enterprise-auth[{extra}]'" in lines[-1], output[-3000:]
 
 
-@pytest.mark.parametrize("connector", ["ldap", "oidc", "plotly", "saml"])
+@pytest.mark.parametrize("connector", ["ldap", "oidc", "plotly", "saml", "spnego"])
 def test_a_connector_without_its_extra_stops_start_up_naming_it(fresh_venvs, connector, tmp_path):
     assert_start_up_names(venv_for(fresh_venvs, None), basic_settings(DASH_AUTH_CONNECTOR=connector), connector,
                           tmp_path / "app.log")

@@ -16,6 +16,10 @@ hooks every connector inherits:
   owns the round trip's state: a random single-use value the provider echoes
   back, the connector's pending data kept server-side under it, the binding
   to the browser that started it, and where the viewer goes afterwards.
+* :class:`NegotiateConnector` accepts the token a browser sends by itself in an
+  ``Authorization`` header when the sign-in route challenges it (HTTP
+  Negotiate, RFC 4559: Kerberos single sign-on). The core sends the challenge,
+  refuses a token used twice, and owns the page a browser without one sees.
 """
 from __future__ import annotations
 
@@ -27,10 +31,10 @@ from ..errors import InvalidCredentials, ProviderRefused
 from ..identity import Identity, logout_id
 from ..settings import Option, Settings
 
-__all__ = ["BackChannelLogout", "Connector", "Finding", "Identity", "LogoutNotice", "PasswordConnector",
-           "ProviderRequest", "ProviderSharing", "Redirect", "RedirectConnector", "Revalidates", "ServiceMetadata",
-           "SingleLogout",
-           "answer_text", "logout_id", "pending_text", "text_credentials"]
+__all__ = ["BackChannelLogout", "Connector", "Directory", "Finding", "Identity", "LogoutNotice", "Negotiated",
+           "NegotiateConnector", "PasswordConnector", "ProviderRequest", "ProviderSharing", "Redirect",
+           "RedirectConnector", "Revalidates", "ServiceMetadata", "SingleLogout", "answer_text", "logout_id", "pending_text",
+           "text_credentials"]
 
 
 @dataclass(frozen=True)
@@ -156,6 +160,8 @@ class RedirectConnector(Connector):
 
     state_field: ClassVar[str] = "state"
     binds_browser: ClassVar[bool] = True
+    #: How the sign-in page names this method ("Sign in with ..."); DASH_AUTH_<NAME>_DISPLAY_NAME overrides it.
+    display_name: ClassVar[str] = ""
 
     def accepts_unsolicited(self) -> bool:
         """Whether a provider's answer that no sign-in here started may sign someone in (SAML
@@ -170,6 +176,35 @@ class RedirectConnector(Connector):
     def complete(self, request: ProviderRequest, pending: Mapping[str, Any]) -> Identity:
         """The identity from the provider's answer, checked against ``pending``; raise an
         AuthenticationError (never anything else) for any answer that is not a valid sign-in."""
+
+
+@dataclass(frozen=True)
+class Negotiated:
+    """An accepted Negotiate token: who sent it, the token that goes back to the browser (mutual
+    authentication, ``WWW-Authenticate: Negotiate <reply>``), and what the browser delegated: a
+    ``kerberos.Ticket``, or a ``KerberosTicketUnavailable`` saying why there is none. A token may
+    be used once: the connector puts its one-time id in ``identity.private["once"]`` (``id`` and
+    ``until``, a time), which the core remembers in the session store and drops."""
+
+    identity: Identity
+    reply: bytes | None = None
+    delegated: Any = None
+
+
+class NegotiateConnector(Connector):
+    """A connector that signs a browser in with the credentials it holds already.
+
+    The core answers the sign-in route with ``401`` and ``WWW-Authenticate: <scheme>``; a browser
+    that can answers with ``Authorization: <scheme> <base64 token>``, which the core decodes and
+    hands to :meth:`accept` with the host name the browser used (the service it asked a ticket for).
+    """
+
+    scheme: ClassVar[str] = "Negotiate"
+
+    @abstractmethod
+    def accept(self, token: bytes, host: str) -> Negotiated:
+        """The identity in ``token``; an AuthenticationError (never anything else) for a token that
+        does not sign anyone in: garbage, truncated, forged, replayed, for another service."""
 
 
 # -- optional capabilities ---------------------------------------------------------------------
@@ -226,6 +261,19 @@ class BackChannelLogout(Protocol):
     def logout_notice(self, form: Mapping[str, str]) -> LogoutNotice:
         """The checked notice; ProviderRefused (saying why in ``log_detail``) for anything that is
         not one, ProviderUnavailable when the provider's keys cannot be fetched to check it."""
+
+
+@runtime_checkable
+class Directory(Protocol):
+    """The connector can look a person up without their password (a directory's service
+    account), so a sign-in by another method (a Kerberos ticket) gets the directory's groups."""
+
+    def can_look_up(self) -> bool:
+        """Whether lookups are configured (a service account); checked at start-up."""
+
+    def look_up(self, username: str) -> Identity:
+        """The person's identity and groups; InvalidCredentials when there is no such person,
+        AccountLocked when the directory disables them, ServiceUnavailable when it does not answer."""
 
 
 @runtime_checkable

@@ -46,7 +46,7 @@ from ldap3.utils.dn import escape_rdn, parse_dn
 
 from ..errors import AccessRevoked, AccountLocked, ConfigurationError, InvalidCredentials, ServiceUnavailable
 from ..settings import Option, Secret, Settings, boolean, name_list, seconds, text
-from .base import Finding, Identity, PasswordConnector, text_credentials
+from .base import Finding, Identity, PasswordConnector, not_text, text_credentials
 
 log = logging.getLogger("dash_enterprise_auth")
 
@@ -486,9 +486,26 @@ class LdapConnector(PasswordConnector):
                 raise AccountLocked("This account is disabled in the directory. Contact your administrator.",
                                     log_detail="userAccountControl has the ACCOUNTDISABLE bit")
             group_dns = self._groups(entry, reader)
-        return self._identity(entry, group_dns, username)
+        return self._identity(entry, username, group_dns)
 
-    def _identity(self, entry: dict[str, Any], group_dns: list[str], typed: str) -> Identity:
+    def can_look_up(self) -> bool:
+        return bool(self.bind_dn)
+
+    def look_up(self, username: str) -> Identity:
+        """The person's entry and groups, read by the service account with no password of theirs:
+        the groups of a Kerberos sign-in when ldap is listed beside spnego."""
+        if not self.bind_dn:
+            raise DirectoryUnavailable(log_detail="a lookup without a password needs DASH_AUTH_LDAP_BIND_DN")
+        if not_text(username) or not username.strip():
+            raise InvalidCredentials(log_detail="an empty or unreadable username to look up")
+        entry = self._find_user(username)
+        attributes = entry["attributes"]
+        if int(first(attributes, "userAccountControl") or 0) & AD_ACCOUNT_DISABLED:
+            raise AccountLocked("This account is disabled in the directory. Contact your administrator.",
+                                log_detail="userAccountControl has the ACCOUNTDISABLE bit")
+        return self._identity(entry, username, self._groups(entry, self._service_search))
+
+    def _identity(self, entry: dict[str, Any], typed: str, group_dns: list[str]) -> Identity:
         attributes = entry["attributes"]
         return Identity(
             username=self._username(attributes, typed),
@@ -522,7 +539,7 @@ class LdapConnector(PasswordConnector):
         if problem:
             raise AccessRevoked(log_detail=problem)
         try:
-            return self._identity(entry, self._groups(entry, self._service_search), identity.username)
+            return self._identity(entry, identity.username, self._groups(entry, self._service_search))
         except InvalidCredentials as exc:  # the entry lost its username attribute
             raise AccessRevoked(log_detail=exc.log_detail) from None
 

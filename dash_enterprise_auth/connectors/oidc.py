@@ -67,6 +67,7 @@ KEY_REFETCH_INTERVAL = 30.0  # seconds: unknown kids in logout tokens refetch th
 
 class OidcConnector(RedirectConnector):
     name = "oidc"
+    display_name = "OpenID Connect"
     options = (ISSUER, CLIENT_ID, CLIENT_SECRET, SCOPES, USERNAME_CLAIM, EMAIL_CLAIM, NAME_CLAIM, GROUPS_CLAIM,
                TIMEOUT, CLOCK_SKEW)
 

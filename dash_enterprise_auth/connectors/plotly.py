@@ -54,6 +54,7 @@ FILE_TTL = 300.0  # seconds before the app's file (sharing, share_key) is read a
 
 class PlotlyConnector(RedirectConnector):
     name = "plotly"
+    display_name = "Plotly"
     options = (DOMAIN, API_DOMAIN, CLIENT_ID, APP_NAME, SHARING, APP_URL, USERNAME, API_KEY, TIMEOUT)
 
     def __init__(self, app_name: str, *, sharing: str = "private", domain: str = "https://plot.ly",

@@ -71,6 +71,7 @@ ALIASES = {
 
 class SamlConnector(RedirectConnector):
     name = "saml"
+    display_name = "SAML single sign-on"
     state_field = "RelayState"
     binds_browser = False  # the IdP's cross-site POST carries no SameSite cookie; InResponseTo binds it
     options = (METADATA_URL, METADATA_FILE, SP_ENTITY_ID, SP_CERT_FILE, SP_KEY_FILE, USERNAME_ATTRIBUTE,
