@@ -18,6 +18,7 @@ from .errors import ConfigurationError, ServiceUnavailable
 
 if TYPE_CHECKING:
     from .config import CoreConfig
+    from .connectors import Connector
 
 
 def _read_password(confirm: bool) -> str:
@@ -85,6 +86,7 @@ def cmd_check(args: argparse.Namespace) -> int:
             line(True, f"connector {connector.name}: answers")
         except ServiceUnavailable as exc:
             line(False, f"connector {connector.name}: {exc.log_detail or exc.user_message}")
+        line(True, revalidation_line(config, connector))
         for finding in connector.check(args.user):
             line(finding.ok, finding.message)
     if args.app:
@@ -93,6 +95,30 @@ def cmd_check(args: argparse.Namespace) -> int:
     else:
         print("     pages: give --app MODULE:VARIABLE (as for gunicorn) to list who may open each page")
     return 1 if failures else 0
+
+
+REVALIDATES = {
+    "basic": "the users file",
+    "ldap": "the person's entry, lock and groups, read by the service account",
+    "oidc": "a refresh-token grant plus userinfo",
+    "plotly": "/v2/users/current and the app file's view check",
+}
+
+
+def revalidation_line(config: "CoreConfig", connector: "Connector") -> str:
+    from .connectors.base import Revalidates
+
+    if config.revalidate_interval == 0:
+        return "re-validation: off (DASH_AUTH_REVALIDATE_INTERVAL=0): sessions last until their maximum age"
+    if connector.name == "spnego":
+        return "re-validation: Kerberos sign-ins are asked again of the directory listed beside spnego, if any"
+    if not isinstance(connector, Revalidates):
+        return (f"re-validation: connector {connector.name} has no back channel to ask: sessions last until "
+                f"DASH_AUTH_SESSION_MAX_AGE ({config.max_age} s)")
+    if connector.name == "ldap" and not getattr(connector, "bind_dn", None):
+        return "re-validation: needs DASH_AUTH_LDAP_BIND_DN: sessions last until their maximum age"
+    what = REVALIDATES.get(connector.name, "the connector's revalidate()")
+    return f"re-validation: every {config.revalidate_interval} s per session: {what}"
 
 
 def _page_rules(target: str, config: "CoreConfig") -> list[tuple[bool, str]]:

@@ -22,6 +22,9 @@ SESSION_STORE = Option("DASH_AUTH_SESSION_STORE", text)
 IDLE_TIMEOUT = Option("DASH_AUTH_SESSION_IDLE_TIMEOUT", seconds, 8 * 3600)
 MAX_AGE = Option("DASH_AUTH_SESSION_MAX_AGE", seconds, 24 * 3600)
 PROXY_HOPS = Option("DASH_AUTH_PROXY_HOPS", count, 0)
+REVALIDATE_INTERVAL = Option("DASH_AUTH_REVALIDATE_INTERVAL", count, 300,
+                             help="seconds between checks that a signed-in person is still allowed at the "
+                                  "provider; 0 turns them off")
 LOGOUT_URL = Option("DASH_LOGOUT_URL", text)
 KRB5_REALM = Option("DASH_AUTH_KRB5_REALM", text,
                     help="realm in which password sign-ins also get a Kerberos ticket (e.g. CORP.EXAMPLE.COM); "
@@ -36,7 +39,7 @@ KRB5_DELEGATE_TO = Option("DASH_AUTH_KRB5_DELEGATE_TO", name_list, (),
 
 CORE_OPTIONS = (
     CONNECTOR, PRIVACY, ALLOWED_USERS, ALLOWED_GROUPS, PUBLIC_PATHS, SECRET_KEY,
-    SESSION_STORE, IDLE_TIMEOUT, MAX_AGE, PROXY_HOPS, LOGOUT_URL, KRB5_REALM, KRB5_KEYTAB,
+    SESSION_STORE, IDLE_TIMEOUT, MAX_AGE, PROXY_HOPS, REVALIDATE_INTERVAL, LOGOUT_URL, KRB5_REALM, KRB5_KEYTAB,
     KRB5_SERVICE_PRINCIPAL, KRB5_DELEGATE_TO,
 )
 
@@ -56,6 +59,7 @@ class CoreConfig:
     max_age: int
     proxy_hops: int
     logout_url: str | None
+    revalidate_interval: int = 300  # 0: never
     krb5_realm: str | None = None
     krb5_keytab: str | None = None
     krb5_service_principal: str | None = None
@@ -91,6 +95,7 @@ class CoreConfig:
             max_age=settings.get(MAX_AGE),
             proxy_hops=settings.get(PROXY_HOPS),
             logout_url=settings.get(LOGOUT_URL),
+            revalidate_interval=settings.get(REVALIDATE_INTERVAL),
             krb5_realm=settings.get(KRB5_REALM),
             krb5_keytab=settings.get(KRB5_KEYTAB),
             krb5_service_principal=settings.get(KRB5_SERVICE_PRINCIPAL),

@@ -69,6 +69,14 @@ class ProviderUnavailable(ServiceUnavailable):
                        "Try again in a few minutes.")
 
 
+class AccessRevoked(AuthenticationError):
+    """Re-validation: the provider no longer lets this signed-in person in (deleted, disabled,
+    locked, grant revoked); their session ends. Not raised for "cannot tell now", which is
+    a ServiceUnavailable and leaves the session alone."""
+
+    default_message = "Your access to this app has ended. Sign in again."
+
+
 class ProviderRefused(AuthenticationError):
     """The provider, or its answer, did not give a sign-in."""
 

@@ -24,6 +24,7 @@ from .methods import SignInMethods
 from .origin import FormToken
 from .pages import Pages
 from .privacy import Policy
+from .revalidation import Revalidation
 from .session import COOKIE_NAME, SECURE_COOKIE_NAME, SessionLayer, Timeouts
 from .share_links import ShareLinks
 from .stores import SessionRecord, SessionStore
@@ -67,6 +68,7 @@ class Protection:
         self.pages = pages
         self.overrides = dict(overrides)
         self.sessions = SessionLayer(store, config.secret_key, Timeouts(config.idle_timeout, config.max_age))
+        self.revalidation = Revalidation(methods, self.sessions, config.revalidate_interval)
         self.throttle = Throttle(store)
         self.form_token = FormToken(config.secret_key)
         self.kerberos = Kerberos(
@@ -122,10 +124,17 @@ class Protection:
                 return self._viewer(record)
         return None
 
-    def _viewer(self, record: SessionRecord) -> Viewer:
-        """The viewer of a live record; renews its Kerberos ticket when that is due."""
+    def _viewer(self, record: SessionRecord) -> Viewer | None:
+        """The viewer of a live record, re-validated at the provider when that is due (None: the
+        provider ended the person's access); renews its Kerberos ticket when that is due."""
+        now = time.time()
+        if self.revalidation.due(record, now):
+            revalidated = self.revalidation.revalidated(record, now)
+            if revalidated is None:
+                return None
+            record = revalidated
         identity = record.as_identity()
-        if self.kerberos is not None and self.kerberos.due_for_renewal(identity.private, time.time()):
+        if self.kerberos is not None and self.kerberos.due_for_renewal(identity.private, now):
             refuse_io("renewing a Kerberos ticket")
             renewed = self.kerberos.renewed(identity)
             if renewed is not None and self.sessions.replace_identity(record, renewed):

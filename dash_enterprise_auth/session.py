@@ -114,11 +114,24 @@ class SessionLayer:
 
     def replace_identity(self, record: SessionRecord, identity: Identity) -> bool:
         """Store a changed identity (a renewed ticket in its private part); False when the
-        session has ended meanwhile."""
-        if not self.store.update(record.key, {"identity": identity.to_dict()}):
+        session has ended meanwhile, or was re-validated since ``record`` was read (the stored
+        identity may hold a rotated refresh token that this one would overwrite)."""
+        if not self.store.update(record.key, {"identity": identity.to_dict()}, if_validated_at=record.validated_at):
             return False
         record.identity = identity.to_dict()
         record._identity = identity
+        return True
+
+    def mark_validated(self, record: SessionRecord, identity: Identity, now: float) -> bool:
+        """Store the identity the provider has just confirmed, and when, if nobody else did since
+        ``record`` was read (a compare-and-set on ``validated_at``: a rotated refresh token is
+        never overwritten by an older one). False when another request did, or the session ended."""
+        if not self.store.update(record.key, {"identity": identity.to_dict(), "validated_at": now},
+                                 if_validated_at=record.validated_at):
+            return False
+        record.identity = identity.to_dict()
+        record._identity = identity
+        record.validated_at = now
         return True
 
     def save_user_data(self, record: SessionRecord, data: dict[str, Any]) -> None:

@@ -52,6 +52,17 @@ def test_check_reports_one_line_per_item_and_fails_on_a_broken_setting(tmp_path)
     assert broken.returncode == 1 and "FAIL" in broken.stdout and "missing.json" in broken.stdout
 
 
+def test_check_says_how_often_and_what_re_validation_asks(tmp_path):
+    env = {"DASH_AUTH_CONNECTOR": "basic", "DASH_AUTH_USERS_FILE": "examples/demo-users.json",
+           "DASH_AUTH_ALLOWED_GROUPS": "analysts", "DASH_AUTH_SECRET_KEY": "k" * 40,
+           "DASH_AUTH_SESSION_STORE": f"sqlite:///{tmp_path}/s.sqlite3"}
+    assert "ok   re-validation: every 300 s per session: the users file" in cli("check", env=env).stdout
+    off = cli("check", env={**env, "DASH_AUTH_REVALIDATE_INTERVAL": "0"})
+    assert "re-validation: off (DASH_AUTH_REVALIDATE_INTERVAL=0)" in off.stdout
+    bad = cli("check", env={**env, "DASH_AUTH_REVALIDATE_INTERVAL": "-5"})
+    assert bad.returncode == 1 and "DASH_AUTH_REVALIDATE_INTERVAL='-5' is not valid" in bad.stdout
+
+
 def test_check_lists_who_may_open_each_page_of_a_multi_page_app(tmp_path):
     env = {"DASH_AUTH_CONNECTOR": "basic", "DASH_AUTH_USERS_FILE": str(ROOT / "examples/pages_app/users.json"),
            "DASH_AUTH_PRIVACY": "authorized",

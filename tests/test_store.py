@@ -38,6 +38,45 @@ class TestStoreContract:
     def test_missing_key_is_no_session(self, store):
         assert store.get("nope") is None
 
+    def test_a_new_record_counts_as_validated_when_it_was_created(self, store):
+        store.put(record())
+        got = store.get("k1")
+        assert got.validated_at == got.created_at
+
+    def test_a_compare_and_set_on_validated_at_lets_only_the_first_of_two_writers_through(self, store):
+        """Two workers re-validate the same session (each read validated_at = t0): the first one's
+        identity (its rotated refresh token) is stored, the second one's is refused, not written over it."""
+        store.put(record())
+        t0 = store.get("k1").validated_at
+        first = {"identity": {"username": "alice", "private": {"refresh_token": "rt-2"}}, "validated_at": t0 + 5}
+        second = {"identity": {"username": "alice", "private": {"refresh_token": "rt-2b"}}, "validated_at": t0 + 6}
+        assert store.update("k1", first, if_validated_at=t0)
+        assert not store.update("k1", second, if_validated_at=t0)
+        got = store.get("k1")
+        assert got.validated_at == t0 + 5 and got.identity["private"]["refresh_token"] == "rt-2"
+        assert store.update("k1", second, if_validated_at=t0 + 5)
+
+    def test_a_record_written_before_re_validation_existed_reads_and_compares_as_validated_at_creation(self, store):
+        store.put(record())
+        if isinstance(store, SQLiteStore):
+            with sqlite3.connect(store.path) as db:
+                db.execute("UPDATE sessions SET body = json_remove(body, '$.validated_at')")
+        else:
+            store._redis.hdel(store._session("k1"), "validated_at")
+        store._recent.clear()
+        got = store.get("k1")
+        assert got is not None and got.validated_at == got.created_at
+        assert store.update("k1", {"validated_at": got.created_at + 1}, if_validated_at=got.created_at)
+        store._recent.clear()
+        assert store.get("k1").validated_at == got.created_at + 1
+
+    def test_a_compare_and_set_on_an_ended_session_does_not_bring_it_back(self, store):
+        store.put(record())
+        t0 = store.get("k1").validated_at
+        store.delete("k1")
+        assert not store.update("k1", {"validated_at": t0 + 1}, if_validated_at=t0)
+        assert store.get("k1") is None
+
     def test_expired_record_is_no_session_and_is_purged(self, store):
         store.put(record("old", ttl=-1))
         store.put(record("live"))

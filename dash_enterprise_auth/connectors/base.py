@@ -5,7 +5,7 @@ gets plain values and returns an :class:`Identity`, or raises an
 ``AuthenticationError`` subclass whose ``user_message`` can be shown as is.
 
 Two shapes, and optional capabilities the core looks for (:class:`ProviderSharing`,
-:class:`ServiceMetadata`, :class:`SingleLogout`, :class:`BackChannelLogout`) rather than
+:class:`ServiceMetadata`, :class:`SingleLogout`, :class:`BackChannelLogout`, :class:`Revalidates`) rather than
 hooks every connector inherits:
 
 * :class:`PasswordConnector` checks a username and password. The core offers
@@ -33,7 +33,7 @@ from ..settings import Option, Settings
 
 __all__ = ["BackChannelLogout", "Connector", "Directory", "Finding", "Identity", "LogoutNotice", "Negotiated",
            "NegotiateConnector", "PasswordConnector", "ProviderRequest", "ProviderSharing", "Redirect",
-           "RedirectConnector", "ServiceMetadata", "SingleLogout", "answer_text", "logout_id", "pending_text",
+           "RedirectConnector", "Revalidates", "ServiceMetadata", "SingleLogout", "answer_text", "logout_id", "pending_text",
            "text_credentials"]
 
 
@@ -274,3 +274,17 @@ class Directory(Protocol):
     def look_up(self, username: str) -> Identity:
         """The person's identity and groups; InvalidCredentials when there is no such person,
         AccountLocked when the directory disables them, ServiceUnavailable when it does not answer."""
+
+
+@runtime_checkable
+class Revalidates(Protocol):
+    """The provider can say, without the person, whether someone who signed in earlier is still
+    allowed (a directory lookup, a refresh-token grant, an API call with their token). The core
+    asks every ``DASH_AUTH_REVALIDATE_INTERVAL`` seconds per session."""
+
+    def revalidate(self, identity: Identity) -> Identity:
+        """The person's identity as the provider has it now (new groups, a rotated token in
+        ``private``). AccessRevoked when the provider no longer lets them in (deleted, disabled,
+        locked, grant revoked); ServiceUnavailable when it cannot tell now (the session goes on).
+        The connector's own ``private`` entries and ``logout_ids`` may be returned as they were;
+        the core keeps entries of others (a Kerberos ticket) and the logout ids."""

@@ -17,7 +17,7 @@ import threading
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from ..errors import ConfigurationError, InvalidCredentials, ServiceUnavailable
+from ..errors import AccessRevoked, ConfigurationError, InvalidCredentials, ServiceUnavailable
 from ..passwords import plain_equal, verify_password
 from ..settings import Option, Settings, text
 from .base import Finding, Identity, PasswordConnector, text_credentials
@@ -166,6 +166,22 @@ class BasicConnector(PasswordConnector):
             groups=tuple(entry.get("groups") or ()),
             connector=self.name,
         )
+
+    def revalidate(self, identity: Identity) -> Identity:
+        """The person as the users file (or the code's lists) has them now: a removed user's
+        session ends, changed groups, email or name take effect."""
+        if self.users_file is not None:
+            try:
+                entry = self._users().get(identity.username)
+            except (OSError, ConfigurationError) as exc:
+                raise ServiceUnavailable(log_detail=f"users file unusable: {exc}") from None
+            if entry is None:
+                raise AccessRevoked(log_detail="no longer in the users file")
+            return Identity(username=identity.username, email=entry.get("email"), display_name=entry.get("name"),
+                            groups=tuple(entry.get("groups") or ()), connector=self.name)
+        if self.plain_users is not None and identity.username not in self.plain_users:
+            raise AccessRevoked(log_detail="no longer in the username/password list")
+        return Identity(username=identity.username, groups=self._groups_for(identity.username), connector=self.name)
 
     def _groups_for(self, username: str) -> tuple[str, ...]:
         source = self.user_groups

@@ -44,7 +44,7 @@ from ldap3.protocol.sasl.sasl import validate_simple_password
 from ldap3.utils.conv import escape_filter_chars
 from ldap3.utils.dn import escape_rdn, parse_dn
 
-from ..errors import AccountLocked, ConfigurationError, InvalidCredentials, ServiceUnavailable
+from ..errors import AccessRevoked, AccountLocked, ConfigurationError, InvalidCredentials, ServiceUnavailable
 from ..settings import Option, Secret, Settings, boolean, name_list, seconds, text
 from .base import Finding, Identity, PasswordConnector, not_text, text_credentials
 
@@ -166,6 +166,18 @@ def all_values(attributes: Any, name: str) -> list[str]:
             values = value if isinstance(value, list) else [value]
             return [v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v) for v in values]
     return []
+
+
+def locked_because(attributes: Any) -> str | None:
+    """Why the directory refuses this entry's sign-ins now (read by the service account, without
+    the person's password), or None."""
+    if int(first(attributes, "userAccountControl") or 0) & AD_ACCOUNT_DISABLED:
+        return "userAccountControl has the ACCOUNTDISABLE bit"
+    if first(attributes, "pwdAccountLockedTime"):
+        return "locked by the password policy (pwdAccountLockedTime)"
+    if (first(attributes, "nsAccountLock") or "").strip().lower() == "true":
+        return "nsAccountLock is true"
+    return None
 
 
 def _infer_username_attribute(template: str, variable: str) -> str | None:
@@ -504,6 +516,36 @@ class LdapConnector(PasswordConnector):
             attributes={"dn": entry["dn"]},
             connector=self.name,
         )
+
+    # -- re-validation -----------------------------------------------------------------
+
+    def revalidate(self, identity: Identity) -> Identity:
+        """The service account reads the person's entry and groups again: a deleted entry (or
+        one the user filter no longer finds), a password-policy lock (``pwdAccountLockedTime``),
+        389-ds/FreeIPA's ``nsAccountLock`` or Active Directory's ACCOUNTDISABLE bit ends the session.
+        Without a service account there is nothing to look with: the identity comes back as it was."""
+        if not self.bind_dn:
+            return identity
+        if self.user_dn_template:
+            dn = self.user_dn_template.replace("{username}", escape_rdn(identity.username))
+            entries = self._service_search(dn, "(objectClass=*)", self._revalidation_attributes(), scope=BASE)
+        else:
+            entries = self._service_search(self.user_base, fill(self.user_filter, username=identity.username),
+                                           self._revalidation_attributes(), size_limit=2)
+        if len(entries) != 1:
+            raise AccessRevoked(log_detail=f"{len(entries)} directory entries match this username now")
+        entry = entries[0]
+        problem = locked_because(entry["attributes"])
+        if problem:
+            raise AccessRevoked(log_detail=problem)
+        try:
+            return self._identity(entry, identity.username, self._groups(entry, self._service_search))
+        except InvalidCredentials as exc:  # the entry lost its username attribute
+            raise AccessRevoked(log_detail=exc.log_detail) from None
+
+    def _revalidation_attributes(self) -> list[str]:
+        # Operational attributes come back only when asked for by name.
+        return [*self._user_attributes(), "pwdAccountLockedTime", "nsAccountLock"]
 
     def _username(self, attributes: Any, typed: str) -> str:
         """The directory's spelling of the username (``ALICE`` signs in as ``alice``)."""

@@ -16,7 +16,7 @@ from authlib.common.errors import AuthlibBaseError
 from authlib.integrations.requests_client import OAuth2Session
 from authlib.oauth2.rfc7636 import create_s256_code_challenge
 
-from ..errors import ProviderRefused, ProviderUnavailable
+from ..errors import AccessRevoked, ProviderRefused, ProviderUnavailable
 from .base import ProviderRequest, Redirect, answer_text, pending_text
 from .http import describe
 
@@ -76,6 +76,28 @@ class OAuthClient:
             raise ProviderRefused(log_detail=f"token endpoint answered something that is not a token: {exc}") from None
         if not token.get("access_token"):
             raise ProviderRefused(log_detail="token response without an access_token")
+        return dict(token)
+
+    def refresh(self, endpoint: str, refresh_token: str) -> dict[str, Any]:
+        """The token response to a refresh-token grant (RFC 6749 6), with ``refresh_token``: the
+        rotated one, or the one given when the provider did not rotate it. AccessRevoked when the
+        provider refuses the grant (``invalid_grant``: revoked, expired, or the person is disabled);
+        ProviderUnavailable for everything that is not an answer about the person."""
+        try:
+            token = self._session().refresh_token(endpoint, refresh_token=refresh_token, timeout=self.timeout)
+        except AuthlibBaseError as exc:
+            if exc.error == "invalid_grant":
+                raise AccessRevoked(log_detail=f"token endpoint refused the refresh token: invalid_grant "
+                                               f"{(exc.description or '')[:200]}") from None
+            raise ProviderUnavailable(log_detail=f"token endpoint refused the refresh: {exc.error} "
+                                                 f"{(exc.description or '')[:200]}") from None
+        except requests.RequestException as exc:
+            raise ProviderUnavailable(log_detail=f"token endpoint {endpoint}: {describe(exc)}") from None
+        except ValueError as exc:
+            raise ProviderUnavailable(log_detail=f"token endpoint answered something that is not a token: {exc}") \
+                from None
+        if not token.get("access_token") or not isinstance(token.get("refresh_token"), str):
+            raise ProviderUnavailable(log_detail="refresh answer without an access_token")
         return dict(token)
 
     def get_json(self, url: str, token: Mapping[str, Any], params: Mapping[str, str] | None = None,

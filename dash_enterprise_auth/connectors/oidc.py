@@ -25,6 +25,7 @@ import hashlib
 import secrets
 import threading
 import time
+from dataclasses import replace
 from typing import Any, Mapping
 
 import requests
@@ -32,7 +33,7 @@ from joserfc import jwt
 from joserfc.errors import InvalidKeyIdError, JoseError
 from joserfc.jwk import KeySet
 
-from ..errors import ConfigurationError, ProviderRefused, ProviderUnavailable
+from ..errors import AccessRevoked, ConfigurationError, ProviderRefused, ProviderUnavailable
 from ..settings import Option, Secret, Settings, seconds, text
 from .base import (Finding, Identity, LogoutNotice, ProviderRequest, Redirect, RedirectConnector, answer_text,
                    logout_id, not_text, pending_text)
@@ -155,8 +156,17 @@ class OidcConnector(RedirectConnector):
     # -- signing in ----------------------------------------------------------------------
 
     def login(self, request: ProviderRequest, state: str) -> Redirect:
-        endpoint = self.metadata()["authorization_endpoint"]
-        return self.client.authorize(endpoint, request, state, self.scopes, nonce=secrets.token_urlsafe(24))
+        metadata = self.metadata()
+        return self.client.authorize(metadata["authorization_endpoint"], request, state, self._scopes(metadata),
+                                     nonce=secrets.token_urlsafe(24))
+
+    def _scopes(self, metadata: Mapping[str, Any]) -> str:
+        """The configured scopes, plus ``offline_access`` when the provider offers it: a refresh token,
+        kept server-side, lets re-validation ask the provider about the person without them."""
+        scopes = self.scopes.split()
+        if "offline_access" in (metadata.get("scopes_supported") or ()) and "offline_access" not in scopes:
+            scopes.append("offline_access")
+        return " ".join(scopes)
 
     def complete(self, request: ProviderRequest, pending: Mapping[str, Any]) -> Identity:
         issuer = answer_text(request, "iss")
@@ -172,7 +182,56 @@ class OidcConnector(RedirectConnector):
         logout_ids = self._logout_ids(claims)
         if not self._claim(claims, self.groups_claim) or not self._claim(claims, self.username_claim):
             claims = {**self._userinfo(metadata, token, claims["sub"]), **claims}
-        return self._identity(claims, id_token, logout_ids)
+        identity = self._identity(claims, id_token, logout_ids)
+        refresh_token = token.get("refresh_token")
+        if isinstance(refresh_token, str) and refresh_token:
+            identity = replace(identity, private={**identity.private, "refresh_token": refresh_token})
+        return identity
+
+    # -- re-validation -------------------------------------------------------------------
+
+    def revalidate(self, identity: Identity) -> Identity:
+        """A refresh-token grant, then userinfo (and the refreshed ID token, when one comes back):
+        ``invalid_grant`` (grant revoked, person disabled or deleted) ends the session; new claims
+        (groups) take effect; a rotated refresh token replaces the old one. A sign-in without a
+        refresh token (the provider gave none) cannot be re-validated and comes back as it was."""
+        refresh_token = identity.private.get("refresh_token")
+        if not isinstance(refresh_token, str) or not refresh_token:
+            return identity
+        metadata = self.metadata()
+        token = self.client.refresh(metadata["token_endpoint"], refresh_token)
+        sub = identity.attributes.get("sub")
+        claims: dict[str, Any] = {}
+        id_token = token.get("id_token")
+        if isinstance(id_token, str):
+            claims = self._refreshed_id_token_claims(id_token, sub)
+        if metadata.get("userinfo_endpoint"):
+            claims.update(self._userinfo(metadata, token, str(sub)))
+        private = {"id_token": id_token if isinstance(id_token, str) else identity.private.get("id_token"),
+                   "refresh_token": token["refresh_token"]}
+        if not claims:
+            return replace(identity, private=private)
+        claims.update(sub=sub, iss=self.issuer)
+        return replace(self._identity(claims, private["id_token"] or "", identity.logout_ids), private=private)
+
+    def _refreshed_id_token_claims(self, id_token: str, sub: Any) -> dict[str, Any]:
+        """A refreshed ID token's claims (OIDC Core 12.2: same issuer and subject, for this client;
+        no nonce to check)."""
+        try:
+            decoded = self._decode(id_token)
+            jwt.JWTClaimsRegistry(
+                leeway=self.clock_skew,
+                iss={"essential": True, "value": self.issuer},
+                aud={"essential": True, "value": self.client.client_id},
+                sub={"essential": True},
+                exp={"essential": True},
+            ).validate(decoded.claims)
+        except (JoseError, ValueError) as exc:
+            raise ProviderRefused(log_detail=f"refreshed ID token refused: {exc}"[:300]) from None
+        claims = dict(decoded.claims)
+        if claims["sub"] != sub:
+            raise AccessRevoked(log_detail="the refreshed ID token names another subject")
+        return claims
 
     def _algorithms(self) -> list[str]:
         """The provider's ID token algorithms that are asymmetric (logout tokens use the same)."""
@@ -345,6 +404,10 @@ class OidcConnector(RedirectConnector):
         findings.append(Finding(True, "oidc redirect URI to register at the provider: "
                                       "https://<app host><routes prefix>_dash-auth/callback/oidc "
                                       "(and <...>_dash-auth/signed-out as post-logout redirect URI)"))
+        offline = "offline_access" in (metadata.get("scopes_supported") or ())
+        findings.append(Finding(True, "oidc re-validation: " + (
+            "offline_access offered: sign-ins get a refresh token, kept server-side" if offline else
+            "offline_access not offered: sessions are re-validated only if the provider issues refresh tokens")))
         supported = "supported" if metadata.get("backchannel_logout_supported") else \
             "not advertised by the provider"
         findings.append(Finding(True, "oidc back-channel logout URI to register at the provider: "

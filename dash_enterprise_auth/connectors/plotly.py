@@ -22,11 +22,12 @@ from __future__ import annotations
 import hmac
 import threading
 import time
+from dataclasses import replace
 from typing import Any, Mapping
 
 import requests
 
-from ..errors import AccountLocked, ConfigurationError, ProviderRefused, ProviderUnavailable
+from ..errors import AccessRevoked, AccountLocked, ConfigurationError, ProviderRefused, ProviderUnavailable
 from ..settings import Option, Secret, Settings, http_url, one_of, seconds, text
 from .base import Finding, Identity, ProviderRequest, Redirect, RedirectConnector, pending_text
 from .http import Probe, describe
@@ -175,6 +176,25 @@ class PlotlyConnector(RedirectConnector):
             connector=self.name,
             private={"access_token": token["access_token"], "client_id": client.client_id},
         )
+
+    def revalidate(self, identity: Identity) -> Identity:
+        """``/v2/users/current`` with the viewer's token (refused: the token was revoked or the
+        account disabled) and the app file's view check (refused: no longer shared with them)."""
+        token, client_id = identity.private.get("access_token"), identity.private.get("client_id")
+        if not isinstance(token, str) or not isinstance(client_id, str):
+            return identity
+        client = OAuthClient(client_id, None, timeout=self.timeout)
+        bearer = {"access_token": token, "token_type": "Bearer"}
+        status, user = client.get_json(self.api_domain + "/v2/users/current", bearer)
+        if status in (401, 403):
+            raise AccessRevoked(log_detail=f"/v2/users/current refused the viewer's token ({status})")
+        if status != 200 or not isinstance(user, dict) or user.get("username") != identity.username:
+            raise ProviderUnavailable(log_detail=f"/v2/users/current answered {status} without this person")
+        fid = self.app_file()["fid"]
+        status, _ = client.get_json(f"{self.api_domain}/v2/files/{fid}", bearer)
+        if status != 200:
+            raise AccessRevoked(log_detail=f"GET /v2/files/{fid} with the viewer's token answered {status}")
+        return replace(identity, email=user.get("email") if isinstance(user.get("email"), str) else identity.email)
 
     def admits_share_key(self, share_key: str) -> bool:
         if self.sharing != "secret" or not share_key:

@@ -23,8 +23,9 @@ RECENT_MAX = 2048  # records each process keeps in memory, per store (about 3 KB
 
 
 # Fields of a record that SessionStore.update may change; the rest is fixed at sign-in.
-# ``identity`` changes only when the connector's private data does (a renewed Kerberos ticket).
-UPDATABLE = ("last_seen", "expires_at", "user_data", "identity")
+# ``identity`` changes when the connector's private data does (a renewed Kerberos ticket, a
+# rotated refresh token) and when re-validation finds new groups (with ``validated_at``).
+UPDATABLE = ("last_seen", "expires_at", "user_data", "identity", "validated_at")
 
 
 def redact(url: str) -> str:
@@ -44,7 +45,12 @@ class SessionRecord:
     last_seen: float
     expires_at: float
     user_data: dict[str, Any] = field(default_factory=dict)
+    validated_at: float = None  # type: ignore[assignment]  # last time the provider said yes; None: created_at
     _identity: Identity | None = field(default=None, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.validated_at is None:  # a record from before re-validation existed
+            self.validated_at = self.created_at
 
     def as_identity(self) -> Identity:
         """The stored identity as an :class:`Identity`, built once per parsed record."""
@@ -70,6 +76,7 @@ class SessionRecord:
                 last_seen=float(data["last_seen"]),
                 expires_at=float(data["expires_at"]),
                 user_data=dict(data.get("user_data") or {}),
+                validated_at=float(data.get("validated_at") or data["created_at"]),
             )
         except (ValueError, TypeError, KeyError):
             return None
@@ -155,13 +162,15 @@ class SessionStore(ABC):
         """Create or replace the record; it disappears by itself at ``expires_at``."""
 
     @abstractmethod
-    def update(self, key: str, changes: dict[str, Any]) -> bool:
+    def update(self, key: str, changes: dict[str, Any], if_validated_at: float | None = None) -> bool:
         """Change some of the ``UPDATABLE`` fields of a live record in one atomic step,
         leaving the rest as stored; False when the record is gone.
 
         Requests of one session run at once on many workers: a request that
         refreshes the idle timer must not write back user data it read
-        before another request changed it.
+        before another request changed it. With ``if_validated_at``, a compare-and-set:
+        the change is made only if the record's ``validated_at`` is still that value (else
+        False), so a re-validation never overwrites another's rotated refresh token.
         """
 
     @abstractmethod

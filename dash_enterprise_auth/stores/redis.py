@@ -28,15 +28,22 @@ from .redis_channel import CHANNEL, ChannelMarks
 PREFIX = "dash-auth:"
 TIMEOUT = 2.0  # seconds for connecting and for each command: a dead Redis answers 503 fast
 PRUNE_ABOVE = 64  # sessions per user before put() sweeps ended ones from the user's set
-FIELDS = ("key", "username", "identity", "created_at", "last_seen", "expires_at", "user_data")
+FIELDS = ("key", "username", "identity", "created_at", "last_seen", "expires_at", "user_data", "validated_at")
+REQUIRED = len(FIELDS) - 1  # validated_at is missing from records written before re-validation existed
 JSON_FIELDS = ("identity", "user_data")
 
 # Change fields of a session hash only if it still exists (an ended session
-# must not come back), move its expiry with it, and tell every process.
-# KEYS: the hash, the channel. ARGV: the record key, expiry ms or "", field, value, ...
+# must not come back) and, when ARGV[3] is given, only if its validated_at (else created_at)
+# is still that number (a compare-and-set), move its expiry with it, and tell every process.
+# KEYS: the hash, the channel. ARGV: the record key, expiry ms or "", expected validated_at or "",
+# field, value, ...
 UPDATE_SCRIPT = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-redis.call('HSET', KEYS[1], unpack(ARGV, 3))
+if ARGV[3] ~= '' then
+  local seen = redis.call('HGET', KEYS[1], 'validated_at') or redis.call('HGET', KEYS[1], 'created_at')
+  if tonumber(seen) ~= tonumber(ARGV[3]) then return 0 end
+end
+redis.call('HSET', KEYS[1], unpack(ARGV, 4))
 if ARGV[2] ~= '' then redis.call('PEXPIREAT', KEYS[1], ARGV[2]) end
 redis.call('PUBLISH', KEYS[2], ARGV[1])
 return 1
@@ -50,18 +57,20 @@ def _encode(record: SessionRecord) -> dict[str, str]:
         "created_at": repr(record.created_at), "last_seen": repr(record.last_seen),
         "expires_at": repr(record.expires_at),
         "user_data": json.dumps(record.user_data, separators=(",", ":")),
+        "validated_at": repr(record.validated_at),
     }
 
 
 def _decode(raw: tuple) -> SessionRecord | None:
     try:
-        values = dict(zip(FIELDS, (v.decode() for v in raw)))
+        values = {name: v.decode() for name, v in zip(FIELDS, raw) if v is not None}
         return SessionRecord(
             key=values["key"], username=values["username"], identity=dict(json.loads(values["identity"])),
             created_at=float(values["created_at"]), last_seen=float(values["last_seen"]),
             expires_at=float(values["expires_at"]), user_data=dict(json.loads(values["user_data"])),
+            validated_at=float(values["validated_at"]) if "validated_at" in values else None,  # type: ignore[arg-type]
         )
-    except (ValueError, TypeError, AttributeError, UnicodeDecodeError):
+    except (ValueError, TypeError, KeyError, AttributeError, UnicodeDecodeError):
         return None
 
 
@@ -101,7 +110,7 @@ class RedisStore(SessionStore):
         return None if raw[0] is None else raw
 
     def _parse(self, stored: tuple) -> SessionRecord | None:  # type: ignore[override]
-        return None if None in stored else _decode(stored)
+        return None if None in stored[:REQUIRED] else _decode(stored)
 
     def put(self, record: SessionRecord) -> None:
         ttl_ms = int((record.expires_at - time.time()) * 1000)
@@ -127,7 +136,7 @@ class RedisStore(SessionStore):
         if size > PRUNE_ABOVE:
             self._live_keys(record.username)
 
-    def update(self, key: str, changes: dict[str, Any]) -> bool:
+    def update(self, key: str, changes: dict[str, Any], if_validated_at: float | None = None) -> bool:
         fields: list[str] = []
         for name in UPDATABLE:
             if name in changes:
@@ -137,7 +146,8 @@ class RedisStore(SessionStore):
             return True
         expiry = str(int(changes["expires_at"] * 1000)) if "expires_at" in changes else ""
         try:
-            updated = bool(self._update(keys=[self._session(key), CHANNEL], args=[key, expiry, *fields]))
+            expected = "" if if_validated_at is None else repr(if_validated_at)
+            updated = bool(self._update(keys=[self._session(key), CHANNEL], args=[key, expiry, expected, *fields]))
         except RedisError as exc:
             raise self._fail(exc) from None
         self._changed(key)

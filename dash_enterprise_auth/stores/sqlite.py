@@ -112,7 +112,7 @@ class SQLiteStore(SessionStore):
                                [(logout_id, record.key) for logout_id in record.logout_ids])
         self._changed(record.key)
 
-    def update(self, key: str, changes: dict) -> bool:
+    def update(self, key: str, changes: dict, if_validated_at: float | None = None) -> bool:
         paths, args = [], []
         for name in UPDATABLE:
             if name in changes:
@@ -122,11 +122,16 @@ class SQLiteStore(SessionStore):
             return True
         expires = ", expires_at = ?" if "expires_at" in changes else ""
         extra = [changes["expires_at"]] if expires else []
+        compare, expected = "", []
+        if if_validated_at is not None:
+            compare = (" AND coalesce(json_extract(body, '$.validated_at'), json_extract(body, '$.created_at'))"
+                       " = ?")
+            expected = [if_validated_at]
         with self._run() as db:
             cursor = db.execute(
                 f"UPDATE sessions SET body = json_set(body, {', '.join(paths)}){expires} "
-                "WHERE key = ? AND expires_at > ?",
-                (*args, *extra, key, time.time()),
+                f"WHERE key = ? AND expires_at > ?{compare}",
+                (*args, *extra, key, time.time(), *expected),
             )
         self._changed(key)
         return cursor.rowcount == 1

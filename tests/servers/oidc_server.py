@@ -86,6 +86,7 @@ class OidcProvider:
     ttl: dict | None = None  # seconds by oidc-provider model name: IdToken, AccessToken, AuthorizationCode...
     require_pkce: bool = True
     claims_in_userinfo_only: bool = False  # like providers that keep profile claims out of the ID token
+    rotate_refresh_tokens: bool = False  # a new refresh token at every use (the old one then revokes the grant)
     signing_keys: dict = field(default_factory=lambda: {"keys": [new_signing_key()]})
     process: subprocess.Popen | None = None
 
@@ -122,7 +123,8 @@ class OidcProvider:
         config_path = folder / "oidc-provider.json"
         config = {"port": self.port, "issuer": self.issuer, "clients": self.clients, "accounts": self.accounts,
                   "jwks": self.signing_keys, "require_pkce": self.require_pkce,
-                  "claims_in_userinfo_only": self.claims_in_userinfo_only}
+                  "claims_in_userinfo_only": self.claims_in_userinfo_only,
+                  "rotate_refresh_tokens": self.rotate_refresh_tokens}
         if self.ttl:
             config["ttl"] = self.ttl
         config_path.write_text(json.dumps(config))

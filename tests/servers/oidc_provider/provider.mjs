@@ -133,6 +133,9 @@ const provider = new Provider(config.issuer, {
   // A refresh token whenever the client may use the grant, without offline_access
   // (which oidc-provider grants only with prompt=consent).
   issueRefreshToken: async (ctx, client) => client.grantTypeAllowed('refresh_token'),
+  // rotate_refresh_tokens: a new refresh token at every refresh; reusing a rotated one
+  // ("refresh token already used") revokes the whole grant. Otherwise oidc-provider's default.
+  ...(config.rotate_refresh_tokens ? { rotateRefreshToken: true } : {}),
   // Distinct names: browsers and requests share cookies between ports of 127.0.0.1,
   // and the app under test sets its own.
   cookies: {
