@@ -50,7 +50,7 @@ def wait_past_interval() -> None:
     time.sleep(INTERVAL + 0.2)
 
 
-@pytest.fixture(params=["flask", "fastapi"])
+@pytest.fixture(params=["flask", "fastapi", "quart"])
 def backend(request: Any) -> str:
     return request.param
 
