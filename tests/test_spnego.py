@@ -17,16 +17,14 @@ from typing import Any
 import gssapi
 import gssapi.raw
 import pytest
-from flask import Response
 
-import dash_enterprise_auth as auth
 from dash_enterprise_auth.connectors import spnego as spnego_module
 from dash_enterprise_auth.errors import ConfigurationError
 
 from .conftest import UPDATE_GREETING
 from .servers.kdc_server import HTTP_SERVICE, PASSWORDS, KdcServer
 from .servers.negotiate_service import negotiate_get
-from .test_kerberos import klist
+from .test_kerberos import klist, serve_ccache
 
 SPNEGO = gssapi.Mechanism.from_sasl_name("SPNEGO")
 LOGIN = "/_dash-auth/login"
@@ -72,15 +70,6 @@ def greeting(client) -> str:
     answer = client.post("/_dash-update-component", json=UPDATE_GREETING)
     assert answer.status_code == 200, answer.get_data(as_text=True)[:300]
     return answer.get_json()["response"]["greeting"]["children"]
-
-
-def serve_ccache(app) -> None:
-    @app.server.route("/ccache")
-    def ccache() -> Response:
-        try:
-            return Response(auth.get_kerberos_ticket_cache(), mimetype="application/octet-stream")
-        except auth.KerberosTicketUnavailable as exc:
-            return Response(str(exc), status=409)
 
 
 @pytest.fixture
