@@ -64,6 +64,14 @@ class GuardMiddleware:
             await self.app(scope, receive, send)
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        key, path = admission_key(scope), scope["path"]
+        viewer = self.protection.admissions.viewer(key, path)
+        if viewer is not None:  # admitted before, and nothing has changed since
+            token = see(self.protection, viewer, scope.get("root_path") or "")
+            try:
+                return await self.app(scope, receive, send)
+            finally:
+                forget(token)
         request = plain_request(scope)
         # On the loop when memory suffices (a session record this process knows is current).
         outcome = without_waiting(check, self.protection, request)
@@ -75,6 +83,8 @@ class GuardMiddleware:
         try:
             if is_package_route(self.protection, request):
                 return await self._package_route(request, outcome, receive, send)
+            if not outcome.cookies:
+                self.protection.admissions.remember(key, path, outcome.viewer)
             await self.app(scope, receive, _with_cookies(send, outcome.cookies))
         finally:
             forget(token)
@@ -97,7 +107,7 @@ class GuardMiddleware:
             outcome = await _in_pool(_GUARD_POOL, check, self.protection, request)
         if isinstance(outcome, Answer):
             return await _refuse_handshake(scope, outcome, send)
-        watch = _SessionWatch(self.protection, request, outcome, send)
+        watch = _SessionWatch(self.protection, scope, request, outcome, send)
         token = see(self.protection, outcome.viewer, request.script_root)
         try:
             await self.app(scope, watch.receive(receive), watch.send)
@@ -108,9 +118,10 @@ class GuardMiddleware:
 class _SessionWatch:
     """Re-checks the session of a WebSocket at each message from the browser."""
 
-    def __init__(self, protection: Protection, request: Request, outcome: Admit, send: Send) -> None:
+    def __init__(self, protection: Protection, scope: Scope, request: Request, outcome: Admit, send: Send) -> None:
         self.protection = protection
         self.request = request
+        self.key, self.path = admission_key(scope), scope["path"]
         self.signed_in = outcome.viewer is not None and outcome.viewer.record is not None
         self._send = send
         self.closed = False
@@ -120,16 +131,19 @@ class _SessionWatch:
             message = await receive()
             if message["type"] != "websocket.receive" or not self.signed_in or message.get("text") == HEARTBEAT:
                 return message
-            outcome = without_waiting(check, self.protection, self.request)
-            if outcome is None:
-                outcome = await _in_pool(_GUARD_POOL, check, self.protection, self.request)
-            ended, viewer = self._verdict(outcome)
-            if ended is None:
-                see(self.protection, viewer, self.request.script_root)  # fresher user data for what follows
-                return message
-            self.closed = True
-            await self._send({"type": "websocket.close", "code": SESSION_ENDED, "reason": ended})
-            return {"type": "websocket.disconnect", "code": SESSION_ENDED}
+            viewer = self.protection.admissions.viewer(self.key, self.path)
+            if viewer is None:
+                outcome = without_waiting(check, self.protection, self.request)
+                if outcome is None:
+                    outcome = await _in_pool(_GUARD_POOL, check, self.protection, self.request)
+                ended, viewer = self._verdict(outcome)
+                if ended is not None:
+                    self.closed = True
+                    await self._send({"type": "websocket.close", "code": SESSION_ENDED, "reason": ended})
+                    return {"type": "websocket.disconnect", "code": SESSION_ENDED}
+                self.protection.admissions.remember(self.key, self.path, viewer)
+            see(self.protection, viewer, self.request.script_root)  # fresher user data for what follows
+            return message
         return checked
 
     @staticmethod
@@ -205,6 +219,21 @@ class ScopeHeaders:
 
     def __contains__(self, name: object) -> bool:
         return isinstance(name, str) and self.get(name) is not None
+
+
+def admission_key(scope: Scope) -> tuple | None:
+    """What the guard's check reads of a request to find its session (see ``admissions``); None
+    when no admission applies: no cookie, several ``Cookie`` headers, an ``Authorization`` header."""
+    cookie = None
+    for name, value in scope["headers"]:
+        name = name.lower()
+        if name == b"cookie":
+            if cookie is not None:
+                return None
+            cookie = value
+        elif name == b"authorization":
+            return None
+    return None if cookie is None else (cookie, scope.get("scheme"), scope.get("root_path"))
 
 
 def plain_request(scope: Scope) -> Request:

@@ -41,16 +41,33 @@ def flask_response(answer: Answer) -> flask.Response:
     return flask.Response(answer.body, answer.status, headers=answer.headers)
 
 
+def admission_key(environ: dict[str, Any]) -> tuple | None:
+    """What the guard's check reads of a request to find its session (see ``admissions``); None
+    when no admission applies: no cookie, or an ``Authorization`` header."""
+    cookie = environ.get("HTTP_COOKIE")
+    if not cookie or "HTTP_AUTHORIZATION" in environ:
+        return None
+    return cookie, environ.get("wsgi.url_scheme"), environ.get("SCRIPT_NAME")
+
+
 def _before(protection: Protection) -> flask.Response | None:
     req = flask.request._get_current_object()  # one proxy lookup instead of one per use
+    key, path = admission_key(req.environ), req.environ.get("PATH_INFO", "")
+    viewer = protection.admissions.viewer(key, path)
+    if viewer is not None:  # admitted before, and nothing has changed since
+        setattr(flask.g, _TOKEN, see(protection, viewer, req.script_root))
+        return None
     request = plain_request(req)
     outcome = check(protection, request)
     if isinstance(outcome, Answer):
         return flask_response(outcome)
     setattr(flask.g, _TOKEN, see(protection, outcome.viewer, request.script_root))
+    own_route = is_package_route(protection, request)
     if outcome.cookies:
         _add_cookies(outcome)
-    if is_package_route(protection, request):
+    elif not own_route:
+        protection.admissions.remember(key, path, outcome.viewer)
+    if own_route:
         if req.method == "POST":
             request.form = req.form.to_dict()
         return flask_response(routes.handle(protection, request, outcome.viewer))

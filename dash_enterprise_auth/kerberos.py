@@ -23,6 +23,7 @@ import ctypes
 import ctypes.util
 import functools
 import logging
+import math
 import os
 import shutil
 import tempfile
@@ -373,13 +374,22 @@ class Kerberos:
         """Cheap (no decryption): whether a kept ticket should be renewed now. Delegated
         tickets are simply asked for again (the keytab needs no password)."""
         sealed = private.get(PRIVATE_KEY)
+        return now >= self.renewal_due_at(private, now) and \
+            now >= self._retry_renewal_at.get(sealed.get("principal", ""), 0.0)
+
+    @staticmethod
+    def renewal_due_at(private: Mapping[str, Any], now: float) -> float:
+        """When a kept ticket becomes due for renewal (half its life left); inf when it never
+        will: none kept, not renewable, or already expired at ``now``."""
+        sealed = private.get(PRIVATE_KEY)
         if not sealed or "expires_at" not in sealed:
-            return False
+            return math.inf
         expires_at = sealed["expires_at"]
         renewable = sealed.get("delegated") or expires_at < sealed["renew_till"]
+        if not renewable or now >= expires_at:
+            return math.inf
         life = max(1.0, expires_at - sealed.get("issued_at", now))
-        return bool(renewable) and now < expires_at and expires_at - now < life * RENEW_WHEN_LEFT and \
-            now >= self._retry_renewal_at.get(sealed.get("principal", ""), 0.0)
+        return expires_at - life * RENEW_WHEN_LEFT
 
     def renewed(self, identity: Any) -> Any | None:
         """``identity`` with its ticket renewed, or None when that failed (the old one stays)."""

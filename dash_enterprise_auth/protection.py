@@ -13,6 +13,7 @@ import time
 from dataclasses import replace
 from typing import Any, Callable, Mapping
 
+from .admissions import Admissions
 from .audit import audit
 from .blocking import refuse_io
 from .config import CoreConfig
@@ -69,6 +70,7 @@ class Protection:
         self.overrides = dict(overrides)
         self.sessions = SessionLayer(store, config.secret_key, Timeouts(config.idle_timeout, config.max_age))
         self.revalidation = Revalidation(methods, self.sessions, config.revalidate_interval)
+        self.admissions = Admissions(store, self._acts_on_by_itself_at)
         self.throttle = Throttle(store)
         self.form_token = FormToken(config.secret_key)
         self.kerberos = Kerberos(
@@ -140,6 +142,16 @@ class Protection:
             if renewed is not None and self.sessions.replace_identity(record, renewed):
                 identity = renewed
         return Viewer(identity, record)
+
+    def _acts_on_by_itself_at(self, record: SessionRecord) -> float:
+        """The first moment the check does more than read this record: it expires, its idle timer
+        is due to be written, the provider to be asked again, its Kerberos ticket to be renewed.
+        An admission made from the record holds until then at the latest (see ``admissions``)."""
+        at = min(record.expires_at, record.last_seen + self.sessions.timeouts.touch_every,
+                 record.validated_at + self.revalidation.every)
+        if self.kerberos is not None:
+            at = min(at, self.kerberos.renewal_due_at(record.as_identity().private, time.time()))
+        return at
 
     def viewer_from_header(self, request: Request) -> Viewer | None:
         """HTTP Basic credentials for scripts; None when the request has none.

@@ -47,6 +47,9 @@ class SessionRecord:
     user_data: dict[str, Any] = field(default_factory=dict)
     validated_at: float = None  # type: ignore[assignment]  # last time the provider said yes; None: created_at
     _identity: Identity | None = field(default=None, init=False, repr=False, compare=False)
+    # The change mark of its slot just before it was read (None: unknown; see ``SessionStore.get``):
+    # this copy is what the store holds for as long as the slot still shows that mark.
+    read_mark: int | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.validated_at is None:  # a record from before re-validation existed
@@ -60,7 +63,7 @@ class SessionRecord:
 
     def to_json(self) -> str:
         data = asdict(self)
-        del data["_identity"]
+        del data["_identity"], data["read_mark"]
         return json.dumps(data, separators=(",", ":"))
 
     @classmethod
@@ -131,7 +134,11 @@ class SessionStore(ABC):
                 return None
             record.as_identity()  # built once, shared by every copy
             self._remember(key, -1 if mark is None else mark, stored, record)
-        return record.copy() if record.expires_at > time.time() else None
+        if record.expires_at <= time.time():
+            return None
+        fresh = record.copy()
+        fresh.read_mark = mark
+        return fresh
 
     def _remember(self, key: str, mark: int, stored: Hashable, record: SessionRecord) -> None:
         recent = self._recent

@@ -1,0 +1,70 @@
+"""Admissions this process has made, so that the same request of a signed-in person is admitted
+again with a few lookups instead of the guard's whole check.
+
+The guard's check (see ``guard.check``) reads a request's cookie, its signature, the session
+record, and decides on the path; most requests of a session repeat one that was admitted a
+moment ago. An admission is remembered under what the check read from the request (the
+``Cookie`` header as sent, the scheme and mount point that name the cookie, with no
+``Authorization`` header, which would take precedence) and the paths it was admitted for.
+It holds while both of these are true, and otherwise the request goes through the whole check:
+
+* the record's change mark is still the one it had when it was read: any write to the session,
+  by any worker of any host (logout, revocation, ``set_user_data``, re-validation, another
+  worker's idle-timer write), moves it (see ``stores.marks``), exactly as for the store's own
+  memory of records;
+* the clock is before the first moment the check would act on its own: expiry, the next write
+  of the idle timer, re-validation at the provider, Kerberos ticket renewal.
+
+Nothing else the check reads can change while the process runs (the privacy policy, the page
+rules once built). Admissions are only ever made by the whole check; this module decides nothing.
+"""
+from __future__ import annotations
+
+import time
+from typing import Callable, Hashable
+
+from .stores import SessionRecord, SessionStore
+from .viewer import Viewer
+
+ADMISSIONS_MAX = 2048  # sessions remembered per process (about one record copy each)
+PATHS_MAX = 64  # paths remembered per session: Dash's routes, component suites, assets
+
+
+class _Admission:
+    __slots__ = ("record", "until", "paths")
+
+    def __init__(self, record: SessionRecord, until: float) -> None:
+        self.record = record
+        self.until = until
+        self.paths: set[str] = set()
+
+
+class Admissions:
+    def __init__(self, store: SessionStore, until: Callable[[SessionRecord], float]) -> None:
+        self._marks = store.marks
+        self._until = until  # when the check would next act on a record by itself
+        self._admitted: dict[Hashable, _Admission] = {}
+
+    def viewer(self, key: Hashable | None, path: str) -> Viewer | None:
+        """The viewer of a request the check admitted before and would admit again now;
+        None when only the check can tell."""
+        admission = self._admitted.get(key) if key is not None else None
+        if admission is None or path not in admission.paths:
+            return None
+        record = admission.record
+        if time.time() >= admission.until or self._marks.mark(record.key) != record.read_mark:
+            return None
+        return Viewer(record.as_identity(), record.copy())
+
+    def remember(self, key: Hashable | None, path: str, viewer: Viewer | None) -> None:
+        """After the check admitted this request as ``viewer`` (and set no cookie)."""
+        record = viewer.record if viewer is not None else None
+        if key is None or record is None or record.read_mark is None or self._marks is None:
+            return
+        admission = self._admitted.get(key)
+        if admission is None or admission.record.key != record.key or admission.record.read_mark != record.read_mark:
+            if len(self._admitted) >= ADMISSIONS_MAX:
+                self._admitted.clear()
+            admission = self._admitted[key] = _Admission(record.copy(), self._until(record))
+        if len(admission.paths) < PATHS_MAX:
+            admission.paths.add(path)
