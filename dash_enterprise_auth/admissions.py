@@ -26,8 +26,12 @@ from typing import Callable, Hashable
 from .stores import SessionRecord, SessionStore
 from .viewer import Viewer
 
-ADMISSIONS_MAX = 2048  # sessions remembered per process (about one record copy each)
-PATHS_MAX = 64  # paths remembered per session: Dash's routes, component suites, assets
+# What a process holds stays bounded (about 13 MB at most, a few MB in practice) whatever
+# requests it gets: longer Cookie headers and paths are simply checked every time.
+ADMISSIONS_MAX = 1024  # sessions remembered per process (a record copy each)
+PATHS_MAX = 32  # paths remembered per session: Dash's routes, component suites, assets
+PATH_MAX_LENGTH = 256
+COOKIE_HEADER_MAX_LENGTH = 4096
 
 
 class _Admission:
@@ -59,7 +63,8 @@ class Admissions:
     def remember(self, key: Hashable | None, path: str, viewer: Viewer | None) -> None:
         """After the check admitted this request as ``viewer`` (and set no cookie)."""
         record = viewer.record if viewer is not None else None
-        if key is None or record is None or record.read_mark is None or self._marks is None:
+        if key is None or record is None or record.read_mark is None or self._marks is None \
+                or len(path) > PATH_MAX_LENGTH:
             return
         admission = self._admitted.get(key)
         if admission is None or admission.record.key != record.key or admission.record.read_mark != record.read_mark:

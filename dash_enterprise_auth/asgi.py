@@ -24,6 +24,7 @@ from typing import Any, Awaitable, Callable, MutableMapping
 from werkzeug.datastructures import Headers
 
 from . import routes
+from .admissions import COOKIE_HEADER_MAX_LENGTH
 from .blocking import without_waiting
 from .errors import AuthenticationError, ConfigurationError
 from .guard import Admit, answer_failure, check, is_package_route
@@ -223,7 +224,8 @@ class ScopeHeaders:
 
 def admission_key(scope: Scope) -> tuple | None:
     """What the guard's check reads of a request to find its session (see ``admissions``); None
-    when no admission applies: no cookie, several ``Cookie`` headers, an ``Authorization`` header."""
+    when no admission applies: no cookie or a very long one, several ``Cookie`` headers, an
+    ``Authorization`` header."""
     cookie = None
     for name, value in scope["headers"]:
         name = name.lower()
@@ -233,7 +235,9 @@ def admission_key(scope: Scope) -> tuple | None:
             cookie = value
         elif name == b"authorization":
             return None
-    return None if cookie is None else (cookie, scope.get("scheme"), scope.get("root_path"))
+    if cookie is None or len(cookie) > COOKIE_HEADER_MAX_LENGTH:
+        return None
+    return cookie, scope.get("scheme"), scope.get("root_path")
 
 
 def plain_request(scope: Scope) -> Request:

@@ -12,6 +12,7 @@ from typing import Any
 import flask
 
 from . import routes
+from .admissions import COOKIE_HEADER_MAX_LENGTH
 from .errors import AuthenticationError
 from .guard import Admit, answer_failure, check, is_package_route
 from .protection import Protection
@@ -43,9 +44,9 @@ def flask_response(answer: Answer) -> flask.Response:
 
 def admission_key(environ: dict[str, Any]) -> tuple | None:
     """What the guard's check reads of a request to find its session (see ``admissions``); None
-    when no admission applies: no cookie, or an ``Authorization`` header."""
+    when no admission applies: no cookie or a very long one, an ``Authorization`` header."""
     cookie = environ.get("HTTP_COOKIE")
-    if not cookie or "HTTP_AUTHORIZATION" in environ:
+    if not cookie or len(cookie) > COOKIE_HEADER_MAX_LENGTH or "HTTP_AUTHORIZATION" in environ:
         return None
     return cookie, environ.get("wsgi.url_scheme"), environ.get("SCRIPT_NAME")
 

@@ -19,9 +19,13 @@ import redis
 from dash import Input, Output
 
 import dash_enterprise_auth as auth
+from dash_enterprise_auth.admissions import ADMISSIONS_MAX, COOKIE_HEADER_MAX_LENGTH, PATH_MAX_LENGTH, PATHS_MAX
+from dash_enterprise_auth.install import installed_on
+from dash_enterprise_auth.session import COOKIE_NAME
 
 from .clients import client_of, make_app_on_every_backend  # noqa: F401  (a fixture: every test on every backend)
 from .conftest import PASSWORDS, UPDATE_GREETING, sign_in
+from .test_sessions import jarless as jarless_client
 
 ADMITTED_TIMES = 20
 
@@ -132,3 +136,27 @@ def test_a_refused_request_is_never_remembered(make_app):
     sign_in(client, "bob")
     for _ in range(ADMITTED_TIMES):
         assert greeting(client).status_code == 403
+
+
+def test_what_a_process_remembers_stays_bounded_whatever_it_is_sent(make_app):
+    """Signed in, a client can vary its Cookie header and paths at will: each variation is
+    admitted by the whole check, and the memory kept of them stays within fixed bounds."""
+    app = make_app()
+    client = jarless_client(app)
+    signer = client_of(app)
+    sign_in(signer, "alice")
+    session = f"{COOKIE_NAME}={signer.get_cookie(COOKIE_NAME).value}"
+    for i in range(ADMISSIONS_MAX + 100):
+        assert client.post("/_dash-update-component", json=UPDATE_GREETING,
+                           headers={"Cookie": f"{session}; n={i}"}).status_code == 200
+    for i in range(PATHS_MAX + 10):
+        assert client.get(f"/assets/missing-{i}.css", headers={"Cookie": session}).status_code == 404
+    long_path = "/assets/" + "x" * PATH_MAX_LENGTH
+    assert client.get(long_path, headers={"Cookie": session}).status_code == 404
+    long_cookie = f"{session}; pad={'p' * COOKIE_HEADER_MAX_LENGTH}"
+    assert client.post("/_dash-update-component", json=UPDATE_GREETING, headers={"Cookie": long_cookie}).status_code == 200
+    admitted = installed_on(app.server).admissions._admitted
+    assert 0 < len(admitted) <= ADMISSIONS_MAX
+    assert all(len(a.paths) <= PATHS_MAX and all(len(p) <= PATH_MAX_LENGTH for p in a.paths)
+               for a in admitted.values())
+    assert not any(len(key[0]) > COOKIE_HEADER_MAX_LENGTH for key in admitted)
