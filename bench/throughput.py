@@ -10,7 +10,9 @@ and ``GET /_dash-layout`` on the example app (examples/app.py) in these variants
   (h) (b)'s server, but every request carries HTTP Basic credentials instead of a cookie;
   (fa) (fb) (fc) FastAPI under uvicorn (bench/backend_app.py): no auth, SQLite, Redis;
   (qa) (qb) (qc) Quart under hypercorn: no auth, SQLite, Redis;
-  (a2) (fa2) (qa2) A/A controls: a second server of the no-auth app of each backend.
+  (a2) (fa2) (qa2) A/A controls: a second server of the no-auth app of each backend;
+  (ak) (fak) (qak) the no-auth app again, sent a cookie as long as a session cookie, which it
+       ignores: what carrying a cookie costs the app itself (Dash parses every request's cookies).
 
 All servers run at once (idle ones cost nothing), and the wrk runs are
 interleaved round by round, so machine noise hits every variant alike; the
@@ -99,7 +101,8 @@ class Variant:
     auth: str | None = None
     target: str | None = None  # instead of the backend's app
     # "cookie": sign in once and replay the session cookie; "basic": an HTTP Basic
-    # Authorization header on every request, no cookie (a script's way).
+    # Authorization header on every request, no cookie (a script's way); "inert": a cookie
+    # the app ignores, as long as a session cookie (for the no-auth app).
     credentials: str = "cookie"
 
 
@@ -110,12 +113,15 @@ VARIANTS: dict[str, Variant] = {
     "c": Variant("(c) dash-enterprise-auth, redis", "flask", "redis"),
     "d": Variant("(d) dash-auth BasicAuth (peer)", "flask", "peer", "bench.peer_dash_auth_app:server"),
     "h": Variant("(h) Basic header, every request", "flask", "sqlite", credentials="basic"),
+    "ak": Variant("(ak) no auth, an ignored cookie", "flask", credentials="inert"),
     "fa": Variant("(fa) no auth", "fastapi"),
     "fa2": Variant("(fa2) no auth, A/A control", "fastapi"),
+    "fak": Variant("(fak) no auth, an ignored cookie", "fastapi", credentials="inert"),
     "fb": Variant("(fb) dash-enterprise-auth, sqlite", "fastapi", "sqlite"),
     "fc": Variant("(fc) dash-enterprise-auth, redis", "fastapi", "redis"),
     "qa": Variant("(qa) no auth", "quart"),
     "qa2": Variant("(qa2) no auth, A/A control", "quart"),
+    "qak": Variant("(qak) no auth, an ignored cookie", "quart", credentials="inert"),
     "qb": Variant("(qb) dash-enterprise-auth, sqlite", "quart", "sqlite"),
     "qc": Variant("(qc) dash-enterprise-auth, redis", "quart", "redis"),
 }
@@ -287,7 +293,7 @@ def check(server: Server, endpoints: list[str], callback: str) -> None:
                              f"server log:\n{server.log_tail()}")
         if endpoint == "update" and expected not in r.text:
             raise BenchError(f"update answered without {expected!r}: {r.text[:300]}")
-        if server.auth_headers:
+        if server.auth_headers and VARIANTS[server.key].credentials != "inert":
             bare = probe(server, endpoint, body, with_auth=False)
             if bare.status_code == 200:
                 raise BenchError(
@@ -371,6 +377,8 @@ def start_variant(key: str, workers: int, tmp: Path, redis: RedisServer | None) 
     elif variant.auth == "peer" or variant.credentials == "basic":
         token = base64.b64encode(b"alice:wonderland").decode()
         server.auth_headers = {"Authorization": f"Basic {token}"}
+    elif variant.credentials == "inert":  # the length of a real one: a signed 32-byte id
+        server.auth_headers = {"Cookie": "dash-auth-session=" + secrets.token_urlsafe(53)}
     return server
 
 
