@@ -140,6 +140,7 @@ class PageAccess:
         self._layouts: dict[str, Any] = {}  # the registry's own layouts, before wrapping
         self._validation: tuple[list[tuple[str, Any]], list[Any]] | None = None
         self._redirects: dict[str, str] = {}
+        self._uninstall_callback_check: Callable[[], None] = lambda: None
         self._routes = app.config.routes_pathname_prefix
         read_rules(self.registry)  # pages registered so far: a bad rule stops start-up here
         self._install()
@@ -166,6 +167,7 @@ class PageAccess:
                                  for spec in self._callback_specs())
             if not rules and not open_callbacks:
                 self._pages = None
+                self._uninstall_callback_check()  # nothing to check: callbacks run as Dash prepares them
                 return None
             if not hasattr(self.app, "_prepare_callback") or not hasattr(self.app, "_config"):
                 raise ConfigurationError("page rules and public callbacks need Dash 4.2 or newer; "
@@ -325,6 +327,11 @@ class PageAccess:
             def prepare_callback(g: Any, body: Mapping[str, Any]) -> Any:
                 return self.checked_callback(body["output"], prepare(g, body), "dash_websocket" in g)
             app._prepare_callback = prepare_callback
+
+            def uninstall() -> None:
+                if app._prepare_callback is prepare_callback:  # never undo what was wrapped around it since
+                    app._prepare_callback = prepare
+            self._uninstall_callback_check = uninstall
         if hasattr(app, "_config"):
             make_config = app._config
 

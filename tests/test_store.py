@@ -253,6 +253,29 @@ def test_redis_over_tls_with_a_password(tmp_path):
         server.stop()
 
 
+def test_over_tls_records_are_served_from_memory_and_every_write_is_seen(tmp_path):
+    """The change channel of a TLS connection: decrypted bytes can wait inside the TLS layer,
+    so this checks that no message is left unread behind a socket with nothing new on it."""
+    from .servers.redis_server import RedisServer
+    from .test_store_memory import read_until_served_from_memory
+
+    server = RedisServer(tmp_path, password="s3cret-pass", tls=True).start()
+    store, other = open_store(server.url), open_store(server.url)
+    try:
+        store.put(record())
+        read_until_served_from_memory(store, "k1")
+        for n in range(50):
+            other.update("k1", {"user_data": {"n": n}})
+            assert store.get("k1").user_data["n"] == n
+        assert store.marks.mark("k1") is not None  # still served from memory between the writes
+        other.delete("k1")
+        assert store.get("k1") is None
+    finally:
+        store.close()
+        other.close()
+        server.stop()
+
+
 @pytest.mark.parametrize("url, shown", [
     ("redis://:hunter2@h:6379/0", "redis://***@h:6379/0"),
     ("rediss://user:p@ss@h:6380/1?ssl_ca_certs=/ca.pem", "rediss://***@h:6380/1?ssl_ca_certs=/ca.pem"),

@@ -1,8 +1,10 @@
 """Change marks for the Redis store: an invalidation channel every write publishes to.
 
 Each process holds one subscribed connection and, before any record is served
-from memory, reads what has arrived on it (a non-blocking check of the
-socket). Marks are per process: a message about a key moves its slot's mark.
+from memory, reads what has arrived on it (a non-blocking ``poll`` of the
+socket, one system call; redis-py's own check costs several, and an
+exception, on every request). Marks are per process: a message about a key
+moves its slot's mark.
 
 Messages arrive a little after the write, so the channel alone cannot say
 "nothing changed up to now". It can say "nothing changed up to T": Redis
@@ -21,6 +23,7 @@ server, a backlog of messages, a connection that silently died).
 from __future__ import annotations
 
 import os
+import select
 import threading
 import time
 from collections import deque
@@ -45,6 +48,7 @@ class ChannelMarks:
         self._lock = threading.Lock()
         self._marks = [0] * SLOTS
         self._conn: redis.connection.AbstractConnection | None = None
+        self._readable = select.poll()  # the subscribed connection's socket, once connected
         self._pid = 0
         self._alive_at = 0.0  # the channel surely worked at this monotonic time (a PING sent then was answered)
         self._asked: deque[float] = deque()  # when the PINGs (and the SUBSCRIBE) not yet answered were sent
@@ -75,8 +79,10 @@ class ChannelMarks:
             self._subscribe(now)
             return False  # confirmed by the next read, not this one
         try:
-            while self._conn.can_read(timeout=0):
-                self._apply(self._conn.read_response())
+            # After the loop below, redis-py holds no whole reply unread: a new one needs new bytes.
+            if self._readable.poll(0):
+                while self._conn.can_read(timeout=0):
+                    self._apply(self._conn.read_response())
             if now - self._pinged >= PING_EVERY:
                 self._conn.send_command("PING")
                 self._asked.append(now)
@@ -102,6 +108,8 @@ class ChannelMarks:
         self._conn = self._pool.connection_class(**{**self._pool.connection_kwargs, "protocol": 2})
         try:
             self._conn.connect()
+            self._readable = select.poll()
+            self._readable.register(self._conn._sock, select.POLLIN)  # redis-py has no public accessor
             self._conn.send_command("SUBSCRIBE", CHANNEL)
             self._asked = deque([now])
             self._pinged = now
