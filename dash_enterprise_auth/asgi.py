@@ -66,7 +66,8 @@ class GuardMiddleware:
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         key, path = admission_key(scope), scope["path"]
-        viewer = self.protection.admissions.viewer(key, path)
+        # (Redis's change channel may need to connect: never on the loop, the check's thread does it.)
+        viewer = without_waiting(self.protection.admissions.viewer, key, path)
         if viewer is not None:  # admitted before, and nothing has changed since
             token = see(self.protection, viewer, scope.get("root_path") or "")
             try:
@@ -132,7 +133,7 @@ class _SessionWatch:
             message = await receive()
             if message["type"] != "websocket.receive" or not self.signed_in or message.get("text") == HEARTBEAT:
                 return message
-            viewer = self.protection.admissions.viewer(self.key, self.path)
+            viewer = without_waiting(self.protection.admissions.viewer, self.key, self.path)
             if viewer is None:
                 outcome = without_waiting(check, self.protection, self.request)
                 if outcome is None:

@@ -14,6 +14,7 @@ import sys
 import textwrap
 import time
 
+import flask
 import pytest
 import redis
 from dash import Input, Output
@@ -160,3 +161,33 @@ def test_what_a_process_remembers_stays_bounded_whatever_it_is_sent(make_app):
     assert all(len(a.paths) <= PATHS_MAX and all(len(p) <= PATH_MAX_LENGTH for p in a.paths)
                for a in admitted.values())
     assert not any(len(key[0]) > COOKIE_HEADER_MAX_LENGTH for key in admitted)
+
+
+def test_the_event_loop_never_connects_the_change_channel(make_app, redis_server, monkeypatch):
+    """An admitted request checks the Redis change channel; when the channel must be connected
+    again (here: cut by Redis), that connect may wait, so on FastAPI and Quart it happens on the
+    guard's thread, never on the event loop."""
+    import threading
+
+    from dash_enterprise_auth.stores import redis_channel
+
+    redis.Redis.from_url(redis_server.url).flushdb()
+    app = make_app(session_store=redis_server.url)
+    client = client_of(app)
+    sign_in(client, "alice")
+    admitted_many_times(client)
+    threads: list[str] = []
+    subscribe = redis_channel.ChannelMarks._subscribe
+
+    def recorded(self, now):
+        threads.append(threading.current_thread().name)
+        return subscribe(self, now)
+    monkeypatch.setattr(redis_channel.ChannelMarks, "_subscribe", recorded)
+    monkeypatch.setattr(redis_channel, "RETRY_EVERY", 0.05)
+    redis.Redis.from_url(redis_server.url).client_kill_filter(_type="pubsub")
+    for _ in range(10):  # the first request after each pause finds the channel due to be connected
+        assert greeting(client).status_code == 200
+        time.sleep(0.1)
+    assert threads, "the channel was never connected again"
+    if not isinstance(app.server, flask.Flask):
+        assert all(name.startswith("dash-auth-guard") for name in threads), threads
