@@ -51,12 +51,12 @@ class Admissions:
 
     def viewer(self, key: Hashable | None, path: str) -> Viewer | None:
         """The viewer of a request the check admitted before and would admit again now;
-        None when only the check can tell."""
+        None when only the check can tell. Never waits (it may be asked on an event loop)."""
         admission = self._admitted.get(key) if key is not None else None
         if admission is None or path not in admission.paths:
             return None
         record = admission.record
-        if time.time() >= admission.until or self._marks.mark(record.key) != record.read_mark:
+        if time.time() >= admission.until or self._marks.known(record.key) != record.read_mark:
             return None
         return Viewer(record.as_identity(), record.copy())
 

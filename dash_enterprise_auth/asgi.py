@@ -56,24 +56,23 @@ class GuardMiddleware:
         self.protection = protection
         self.proxy_hops = proxy_hops
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        """Not a coroutine itself: a request admitted before, with nothing changed since (see
+        ``admissions``), is handed to the app as it is, with no frame of ours around it. The
+        viewer is set in the request's own context (servers run each request in a task of its
+        own, with a copy of the context), so it needs no reset."""
         if scope["type"] == "http":
-            await self._http(trust_proxies(scope, self.proxy_hops), receive, send)
-        elif scope["type"] == "websocket":
-            await self._websocket(trust_proxies(scope, self.proxy_hops), receive, send)
-        else:  # lifespan
-            await self.app(scope, receive, send)
+            scope = trust_proxies(scope, self.proxy_hops)
+            viewer = self.protection.admissions.viewer(admission_key(scope), scope["path"])
+            if viewer is not None:
+                see(self.protection, viewer, scope.get("root_path") or "")
+                return self.app(scope, receive, send)
+            return self._http(scope, receive, send)
+        if scope["type"] == "websocket":
+            return self._websocket(trust_proxies(scope, self.proxy_hops), receive, send)
+        return self.app(scope, receive, send)  # lifespan
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
-        key, path = admission_key(scope), scope["path"]
-        # (Redis's change channel may need to connect: never on the loop, the check's thread does it.)
-        viewer = without_waiting(self.protection.admissions.viewer, key, path)
-        if viewer is not None:  # admitted before, and nothing has changed since
-            token = see(self.protection, viewer, scope.get("root_path") or "")
-            try:
-                return await self.app(scope, receive, send)
-            finally:
-                forget(token)
         request = plain_request(scope)
         # On the loop when memory suffices (a session record this process knows is current).
         outcome = without_waiting(check, self.protection, request)
@@ -86,7 +85,7 @@ class GuardMiddleware:
             if is_package_route(self.protection, request):
                 return await self._package_route(request, outcome, receive, send)
             if not outcome.cookies:
-                self.protection.admissions.remember(key, path, outcome.viewer)
+                self.protection.admissions.remember(admission_key(scope), scope["path"], outcome.viewer)
             await self.app(scope, receive, _with_cookies(send, outcome.cookies))
         finally:
             forget(token)
@@ -133,7 +132,7 @@ class _SessionWatch:
             message = await receive()
             if message["type"] != "websocket.receive" or not self.signed_in or message.get("text") == HEARTBEAT:
                 return message
-            viewer = without_waiting(self.protection.admissions.viewer, self.key, self.path)
+            viewer = self.protection.admissions.viewer(self.key, self.path)
             if viewer is None:
                 outcome = without_waiting(check, self.protection, self.request)
                 if outcome is None:

@@ -29,6 +29,10 @@ class Marks(Protocol):
         """The current mark of ``key``'s slot; None when this process cannot know whether
         records changed (then nothing may be served from memory)."""
 
+    def known(self, key: str) -> int | None:
+        """``mark(key)`` when it can be told without waiting on anything (it never connects,
+        so it may be asked on an event loop); else None."""
+
     def changed(self, key: str) -> None:
         """Called after a write of ``key`` is stored."""
 
@@ -54,6 +58,8 @@ class FileMarks:
 
     def mark(self, key: str) -> int:
         return self._marks[slot_of(key)]
+
+    known = mark  # a memory read never waits
 
     def changed(self, key: str) -> None:
         self._marks[slot_of(key)] = int.from_bytes(os.urandom(8), "little")

@@ -62,6 +62,12 @@ class ChannelMarks:
                 return None
             return self._marks[slot_of(key)]
 
+    def known(self, key: str) -> int | None:
+        with self._lock:
+            if not self._read_channel(time.monotonic(), may_connect=False):
+                return None
+            return self._marks[slot_of(key)]
+
     def changed(self, key: str) -> None:
         with self._lock:  # this process's own message is on its way; this process knows already
             self._marks[slot_of(key)] += 1
@@ -70,10 +76,10 @@ class ChannelMarks:
         with self._lock:
             self._drop(time.monotonic())
 
-    def _read_channel(self, now: float) -> bool:
+    def _read_channel(self, now: float, may_connect: bool = True) -> bool:
         """Apply what the channel brought; whether it is known to work right now."""
         if self._conn is None or self._pid != os.getpid():
-            if now < self._next_try and self._pid == os.getpid():
+            if not may_connect or (now < self._next_try and self._pid == os.getpid()):
                 return False
             refuse_io("subscribing to the change channel")  # connecting may wait: never on an event loop
             self._subscribe(now)
