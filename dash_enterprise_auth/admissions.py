@@ -16,7 +16,8 @@ It holds while both of these are true, and otherwise the request goes through th
   of the idle timer, re-validation at the provider, Kerberos ticket renewal.
 
 Nothing else the check reads can change while the process runs (the privacy policy, the page
-rules once built). Admissions are only ever made by the whole check; this module decides nothing.
+rules once built). Admissions are only ever made by the whole check, and hand back what it
+found (the viewer, see ``viewer.Seen``); this module decides nothing.
 """
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ import time
 from typing import Callable, Hashable
 
 from .stores import SessionRecord, SessionStore
-from .viewer import Viewer
+from .viewer import Seen
 
 # What a process holds stays bounded (about 13 MB at most, a few MB in practice) whatever
 # requests it gets: longer Cookie headers and paths are simply checked every time.
@@ -35,9 +36,10 @@ COOKIE_HEADER_MAX_LENGTH = 4096
 
 
 class _Admission:
-    __slots__ = ("record", "until", "paths")
+    __slots__ = ("record", "until", "paths", "seen")
 
-    def __init__(self, record: SessionRecord, until: float) -> None:
+    def __init__(self, seen: Seen, record: SessionRecord, until: float) -> None:
+        self.seen = seen
         self.record = record
         self.until = until
         self.paths: set[str] = set()
@@ -49,20 +51,23 @@ class Admissions:
         self._until = until  # when the check would next act on a record by itself
         self._admitted: dict[Hashable, _Admission] = {}
 
-    def viewer(self, key: Hashable | None, path: str) -> Viewer | None:
-        """The viewer of a request the check admitted before and would admit again now;
-        None when only the check can tell. Never waits (it may be asked on an event loop)."""
+    def seen(self, key: Hashable | None, path: str) -> Seen | None:
+        """What the check found for this request before, when it would find the same now; None
+        when only the check can tell. Never waits (it is asked on event loops)."""
         admission = self._admitted.get(key) if key is not None else None
         if admission is None or path not in admission.paths:
             return None
-        record = admission.record
-        if time.time() >= admission.until or self._marks.known(record.key) != record.read_mark:
+        if time.time() >= admission.until or self._marks.known(admission.record.key) != admission.record.read_mark:
             return None
-        return Viewer(record.as_identity(), record.copy())
+        return admission.seen
 
-    def remember(self, key: Hashable | None, path: str, viewer: Viewer | None) -> None:
-        """After the check admitted this request as ``viewer`` (and set no cookie)."""
-        record = viewer.record if viewer is not None else None
+    def remember(self, key: Hashable | None, path: str, seen: Seen) -> None:
+        """After the check admitted this request (and set no cookie), finding ``seen``.
+
+        The requests admitted again share that very ``Seen``: the one thing they may change in
+        it is the viewer's user data (``set_user_data``), and only after storing it, which
+        moves the record's mark and so ends the admission."""
+        record = seen.viewer.record if seen.viewer is not None else None
         if key is None or record is None or record.read_mark is None or self._marks is None \
                 or len(path) > PATH_MAX_LENGTH:
             return
@@ -70,6 +75,7 @@ class Admissions:
         if admission is None or admission.record.key != record.key or admission.record.read_mark != record.read_mark:
             if len(self._admitted) >= ADMISSIONS_MAX:
                 self._admitted.clear()
-            admission = self._admitted[key] = _Admission(record.copy(), self._until(record))
+            # The record as read now: the marks and the clock are compared with it, whatever the app does.
+            admission = self._admitted[key] = _Admission(seen, record.copy(), self._until(record))
         if len(admission.paths) < PATHS_MAX:
             admission.paths.add(path)

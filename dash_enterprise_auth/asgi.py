@@ -29,7 +29,7 @@ from .blocking import without_waiting
 from .errors import AuthenticationError, ConfigurationError
 from .guard import Admit, answer_failure, check, is_package_route
 from .protection import Protection
-from .viewer import Viewer, forget, see
+from .viewer import Seen, Viewer, forget, see, show
 from .web import Answer, CookieHeader, Request, parse_form
 
 log = logging.getLogger("dash_enterprise_auth")
@@ -63,9 +63,9 @@ class GuardMiddleware:
         own, with a copy of the context), so it needs no reset."""
         if scope["type"] == "http":
             scope = trust_proxies(scope, self.proxy_hops)
-            viewer = self.protection.admissions.viewer(admission_key(scope), scope["path"])
-            if viewer is not None:
-                see(self.protection, viewer, scope.get("root_path") or "")
+            seen = self.protection.admissions.seen(admission_key(scope), scope["path"])
+            if seen is not None:
+                show(seen)
                 return self.app(scope, receive, send)
             return self._http(scope, receive, send)
         if scope["type"] == "websocket":
@@ -80,12 +80,13 @@ class GuardMiddleware:
             outcome = await _in_pool(_GUARD_POOL, check, self.protection, request)
         if isinstance(outcome, Answer):
             return await send_answer(outcome, send)
-        token = see(self.protection, outcome.viewer, request.script_root)
+        seen = Seen(self.protection, outcome.viewer, request.script_root)
+        token = show(seen)
         try:
             if is_package_route(self.protection, request):
                 return await self._package_route(request, outcome, receive, send)
             if not outcome.cookies:
-                self.protection.admissions.remember(admission_key(scope), scope["path"], outcome.viewer)
+                self.protection.admissions.remember(admission_key(scope), scope["path"], seen)
             await self.app(scope, receive, _with_cookies(send, outcome.cookies))
         finally:
             forget(token)
@@ -132,8 +133,8 @@ class _SessionWatch:
             message = await receive()
             if message["type"] != "websocket.receive" or not self.signed_in or message.get("text") == HEARTBEAT:
                 return message
-            viewer = self.protection.admissions.viewer(self.key, self.path)
-            if viewer is None:
+            seen = self.protection.admissions.seen(self.key, self.path)
+            if seen is None:
                 outcome = without_waiting(check, self.protection, self.request)
                 if outcome is None:
                     outcome = await _in_pool(_GUARD_POOL, check, self.protection, self.request)
@@ -142,8 +143,9 @@ class _SessionWatch:
                     self.closed = True
                     await self._send({"type": "websocket.close", "code": SESSION_ENDED, "reason": ended})
                     return {"type": "websocket.disconnect", "code": SESSION_ENDED}
-                self.protection.admissions.remember(self.key, self.path, viewer)
-            see(self.protection, viewer, self.request.script_root)  # fresher user data for what follows
+                seen = Seen(self.protection, viewer, self.request.script_root)
+                self.protection.admissions.remember(self.key, self.path, seen)
+            show(seen)  # fresher user data for what follows
             return message
         return checked
 

@@ -16,7 +16,7 @@ from .admissions import COOKIE_HEADER_MAX_LENGTH
 from .errors import AuthenticationError
 from .guard import Admit, answer_failure, check, is_package_route
 from .protection import Protection
-from .viewer import forget, see
+from .viewer import Seen, forget, show
 from .web import Answer, CookieHeader, Request
 
 _TOKEN = "_dash_auth_viewer_token"
@@ -54,20 +54,21 @@ def admission_key(environ: dict[str, Any]) -> tuple | None:
 def _before(protection: Protection) -> flask.Response | None:
     req = flask.request._get_current_object()  # one proxy lookup instead of one per use
     key, path = admission_key(req.environ), req.environ.get("PATH_INFO", "")
-    viewer = protection.admissions.viewer(key, path)
-    if viewer is not None:  # admitted before, and nothing has changed since
-        setattr(flask.g, _TOKEN, see(protection, viewer, req.script_root))
+    seen = protection.admissions.seen(key, path)
+    if seen is not None:  # admitted before, and nothing has changed since
+        setattr(flask.g, _TOKEN, show(seen))
         return None
     request = plain_request(req)
     outcome = check(protection, request)
     if isinstance(outcome, Answer):
         return flask_response(outcome)
-    setattr(flask.g, _TOKEN, see(protection, outcome.viewer, request.script_root))
+    seen = Seen(protection, outcome.viewer, request.script_root)
+    setattr(flask.g, _TOKEN, show(seen))
     own_route = is_package_route(protection, request)
     if outcome.cookies:
         _add_cookies(outcome)
     elif not own_route:
-        protection.admissions.remember(key, path, outcome.viewer)
+        protection.admissions.remember(key, path, seen)
     if own_route:
         if req.method == "POST":
             request.form = req.form.to_dict()

@@ -61,6 +61,12 @@ def see(protection: "Protection", viewer: Viewer | None, script_root: str = "") 
     return _seen.set(Seen(protection, viewer, script_root))
 
 
+def show(seen: Seen) -> Token:
+    """:func:`see` with a ``Seen`` already made (by the check, for an earlier request: see
+    ``admissions``)."""
+    return _seen.set(seen)
+
+
 def current_script_root() -> str:
     seen = _seen.get()
     return seen.script_root if seen is not None else ""
