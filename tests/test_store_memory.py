@@ -281,3 +281,37 @@ def test_the_event_loop_never_waits_to_subscribe(redis_server):
         assert got.username == "alice"
     finally:
         store.close()
+
+
+def test_the_event_loop_never_waits_for_another_threads_subscribe(own_redis):
+    """While a thread is subscribing again to a frozen Redis (its connect waits up to the
+    socket timeout), the loop's reads are answered at once: "from memory" is not known, so
+    the guard asks on a thread; the loop is never held for the other thread's connect."""
+    import threading
+
+    from dash_enterprise_auth.blocking import without_waiting
+
+    store = open_store(own_redis.url)
+    channel = store._channel
+    try:
+        store.put(record("k1"))
+        read_until_served_from_memory(store, "k1")
+        os.kill(own_redis.process.pid, 19)  # SIGSTOP: the kernel still accepts connections, nobody answers
+        try:
+            with channel._lock:  # as after the channel broke: the next read subscribes again
+                channel._drop(time.monotonic())
+                channel._next_try = 0.0
+            subscribing = threading.Thread(target=channel.mark, args=("k1",))
+            subscribing.start()
+            while channel._conn is None and subscribing.is_alive():
+                time.sleep(0.001)
+            assert subscribing.is_alive(), "the subscribing thread did not wait on the frozen Redis"
+            assert store.marks.known("k1") is None
+            assert without_waiting(store.get, "k1") is None
+            assert subscribing.is_alive(), "the loop's reads waited for the other thread's connect"
+        finally:
+            os.kill(own_redis.process.pid, 18)  # SIGCONT
+        subscribing.join()
+        assert read_until_served_from_memory(store, "k1").username == "alice"
+    finally:
+        store.close()

@@ -19,6 +19,10 @@ subscription is then made again and every mark moves, since messages may
 have been lost), when a worker has been idle (its first request after the
 pause reads Redis and PINGs), and when Redis stops answering (a frozen
 server, a backlog of messages, a connection that silently died).
+
+Subscribing may wait (up to the socket timeout on a frozen server), so it is
+never done on an event loop, and a loop never waits for a thread that holds
+the channel while subscribing: the loop's read is then "not known".
 """
 from __future__ import annotations
 
@@ -56,17 +60,25 @@ class ChannelMarks:
         self._next_try = 0.0
 
     def mark(self, key: str) -> int | None:
-        with self._lock:
-            now = time.monotonic()
-            if not self._read_channel(now):
+        if not self._lock.acquire(blocking=False):
+            refuse_io("waiting for the change channel")  # its holder may be connecting it
+            self._lock.acquire()
+        try:
+            if not self._read_channel(time.monotonic()):
                 return None
             return self._marks[slot_of(key)]
+        finally:
+            self._lock.release()
 
     def known(self, key: str) -> int | None:
-        with self._lock:
+        if not self._lock.acquire(blocking=False):  # its holder may be connecting it
+            return None
+        try:
             if not self._read_channel(time.monotonic(), may_connect=False):
                 return None
             return self._marks[slot_of(key)]
+        finally:
+            self._lock.release()
 
     def changed(self, key: str) -> None:
         with self._lock:  # this process's own message is on its way; this process knows already
