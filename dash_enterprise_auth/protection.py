@@ -164,7 +164,6 @@ class Protection:
         scheme, _, encoded = header.partition(" ")
         if scheme.lower() != "basic":
             return None
-        refuse_io("checking a password")
         try:
             decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
         except (binascii.Error, UnicodeDecodeError, ValueError):
@@ -191,7 +190,10 @@ class Protection:
             raise InvalidCredentials(log_detail="oversized username or password")
         try:
             failures = self.throttle.check(username, client)
-            identity = connector.authenticate(username, password)
+            identity = connector.authenticate_from_memory(username, password)
+            if identity is None:
+                refuse_io("checking a password")
+                identity = connector.authenticate(username, password)
         except AuthenticationError as exc:
             event = "throttled" if exc.status == 429 else "sign_in_failed"
             if event == "sign_in_failed" and isinstance(exc, InvalidCredentials):
@@ -203,7 +205,10 @@ class Protection:
         return identity
 
     def run_hooks(self, identity: Identity, client: str, via: str) -> None:
-        for hook in (*_global_hooks, *self.hooks):
+        hooks = (*_global_hooks, *self.hooks)
+        if hooks:
+            refuse_io("running the app's is_authorized hooks")  # the app's code may wait on anything
+        for hook in hooks:
             if not hook(identity.public_dict()):
                 audit("sign_in_failed", user=identity.username, client=client, outcome="refused",
                       via=via, reason=f"is_authorized_hook {getattr(hook, '__name__', hook)}")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+from .blocking import refuse_io
 from .errors import TooManyAttempts
 from .stores import SessionStore
 
@@ -48,6 +49,7 @@ class Throttle:
         return failures
 
     def failed(self, username: str, address: str) -> None:
+        refuse_io("counting a sign-in failure")
         for key in self._keys(username, address):
             self.store.add_failure(key, self.window)
 
@@ -56,4 +58,5 @@ class Throttle:
         With none counted there is nothing to clear, and most sign-ins save a store write (a SQLite
         write lock shared by every worker). A failure counted meanwhile then stays, the safe side."""
         if failures:
+            refuse_io("clearing sign-in failures")
             self.store.clear_failures(self._keys(username, "")[0])

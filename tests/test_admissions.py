@@ -23,6 +23,7 @@ import dash_enterprise_auth as auth
 from dash_enterprise_auth.admissions import ADMISSIONS_MAX, COOKIE_HEADER_MAX_LENGTH, PATH_MAX_LENGTH, PATHS_MAX
 from dash_enterprise_auth.install import installed_on
 from dash_enterprise_auth.session import COOKIE_NAME
+from dash_enterprise_auth.throttle import PER_ACCOUNT
 
 from .clients import client_of, make_app_on_every_backend  # noqa: F401  (a fixture: every test on every backend)
 from .conftest import PASSWORDS, UPDATE_GREETING, sign_in
@@ -129,6 +130,44 @@ def test_an_authorization_header_counts_over_an_admitted_cookie(make_app):
     assert greeting(client, Authorization=basic("alice", "not-her-password")).status_code == 401
     assert greeting(client, Authorization=basic("bob", PASSWORDS["bob"])).status_code == 403
     assert greeting(client).status_code == 200
+
+
+def test_failures_counted_by_another_worker_throttle_a_script_at_its_next_request(make_app, store_url):
+    """A script sends its right password on every request; after the first, its password and the
+    throttle's counts are known from memory (on FastAPI and Quart it is answered on the event
+    loop). Another worker counting the account's limit of failures refuses it at the very next
+    request, and clearing them lets it in at the next one."""
+    client = client_of(make_app(session_store=store_url))
+    right = basic("alice", PASSWORDS["alice"])
+    for _ in range(ADMITTED_TIMES):
+        assert greeting(client, Authorization=right).status_code == 200
+    in_another_worker(store_url, f'for _ in range({PER_ACCOUNT}): store.add_failure("account:alice", 900)')
+    refused = greeting(client, Authorization=right)
+    assert refused.status_code == 429 and "Retry-After" in refused.headers
+    in_another_worker(store_url, 'store.clear_failures("account:alice")')
+    assert greeting(client, Authorization=right).status_code == 200
+
+
+def test_is_authorized_hooks_decide_every_basic_header_request(make_app):
+    """The app's hooks are the app's code, which may wait: they still run for every request with
+    an Authorization header, whose password check is otherwise answered from memory."""
+    app = make_app()
+    banned: set[str] = set()
+
+    @auth.is_authorized_hook
+    def not_banned(data: dict) -> bool:
+        return data["username"] not in banned
+
+    try:
+        client = client_of(app)
+        right = basic("alice", PASSWORDS["alice"])
+        for _ in range(ADMITTED_TIMES):
+            assert greeting(client, Authorization=right).status_code == 200
+        banned.add("alice")
+        assert greeting(client, Authorization=right).status_code == 401
+    finally:
+        from dash_enterprise_auth.protection import _global_hooks
+        _global_hooks.remove(not_banned)
 
 
 def test_a_refused_request_is_never_remembered(make_app):

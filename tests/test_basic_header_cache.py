@@ -161,7 +161,7 @@ def test_the_cache_never_holds_the_password(make_app, own_users):
     entries = connector_of(app)._verified._entries
     assert len(entries) == 1
     for key, value in entries.items():
-        assert isinstance(key, bytes) and len(key) == 32  # an HMAC-SHA256 digest
+        assert isinstance(key, bytes) and len(key) == 32  # a MAC (keyed BLAKE2b)
         assert isinstance(value, float)  # its expiry
         assert b"c4r0l" not in key and b"carol" not in key
     stored = repr(vars(connector_of(app)._verified)).encode()

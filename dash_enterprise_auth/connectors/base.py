@@ -101,6 +101,12 @@ class PasswordConnector(Connector):
         """The identity for these credentials, or raise InvalidCredentials (or another
         AuthenticationError). An empty password must never succeed."""
 
+    def authenticate_from_memory(self, username: str, password: str) -> Identity | None:
+        """What :meth:`authenticate` would return, when that is known without waiting on
+        anything (no provider, no slow hash, no user code); else None, and then
+        :meth:`authenticate` decides. Called on event loops: never wait here."""
+        return None
+
 
 def not_text(value: Any) -> str | None:
     """Why ``value`` is not text a person or a provider can send (``of type int``), or None when

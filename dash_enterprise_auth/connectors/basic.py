@@ -20,7 +20,7 @@ from typing import Any, Callable, Mapping
 from ..errors import AccessRevoked, ConfigurationError, InvalidCredentials, ServiceUnavailable
 from ..passwords import plain_equal, verify_password
 from ..settings import Option, Settings, text
-from .base import Finding, Identity, PasswordConnector, text_credentials
+from .base import Finding, Identity, PasswordConnector, not_text, text_credentials
 from .verified import VerifiedCredentials
 
 USERS_FILE = Option("DASH_AUTH_USERS_FILE", text, help="path of the users file written by add-user")
@@ -103,7 +103,8 @@ class BasicConnector(PasswordConnector):
         self.auth_func = auth_func
         self.user_groups = user_groups
         self._lock = threading.Lock()
-        self._cache: tuple[FileVersion, dict[str, dict[str, Any]]] | None = None
+        # The file as last read: its version, its users, and the identities built from it so far.
+        self._cache: tuple[FileVersion, dict[str, dict[str, Any]], dict[str, Identity]] | None = None
         self._verified = VerifiedCredentials()
         if self.users_file is not None:
             self._users()  # a missing or broken file stops start-up
@@ -115,9 +116,9 @@ class BasicConnector(PasswordConnector):
     def _users(self) -> dict[str, dict[str, Any]]:
         return self._versioned_users()[1]
 
-    def _versioned_users(self) -> tuple[FileVersion, dict[str, dict[str, Any]]]:
-        """The users file's content and the version it was read at, re-read only when the
-        file's version (see FileVersion) changes."""
+    def _versioned_users(self) -> tuple[FileVersion, dict[str, dict[str, Any]], dict[str, Identity]]:
+        """The users file's version, content and identities, re-read only when the file's version
+        (see FileVersion) changes."""
         assert self.users_file is not None
         try:
             version = file_version(os.stat(self.users_file))
@@ -126,7 +127,7 @@ class BasicConnector(PasswordConnector):
             raise
         with self._lock:
             if self._cache is None or self._cache[0] != version:
-                self._cache = (version, read_users_file(self.users_file))
+                self._cache = (version, read_users_file(self.users_file), {})
             return self._cache
 
     def authenticate(self, username: str, password: str) -> Identity:
@@ -147,7 +148,7 @@ class BasicConnector(PasswordConnector):
 
     def _from_file(self, username: str, password: str) -> Identity:
         try:
-            version, users = self._versioned_users()
+            version, users, identities = self._versioned_users()
         except (OSError, ConfigurationError) as exc:
             # Changed into something unusable since start-up: nobody signs in from it until it is
             # fixed (not its last good copy: a removed user or group must not live on).
@@ -159,13 +160,39 @@ class BasicConnector(PasswordConnector):
             if not verify_password(stored, password) or entry is None or stored is None:
                 raise InvalidCredentials(log_detail="wrong username or password")
             self._verified.add((version, stored, username, password))
-        return Identity(
-            username=username,
-            email=entry.get("email"),
-            display_name=entry.get("name"),
-            groups=tuple(entry.get("groups") or ()),
-            connector=self.name,
-        )
+        return self._identity_of(username, entry, identities)
+
+    def authenticate_from_memory(self, username: str, password: str) -> Identity | None:
+        """Credentials verified recently (see verified.py) against the users file as this process
+        has read it, while the file is unchanged. The one thing done is a ``stat`` of the file,
+        a look at its metadata, which takes effect of an edit at once."""
+        if self.users_file is None or not_text(username) or not_text(password):
+            return None  # (not text: authenticate() says why)
+        try:
+            version = file_version(os.stat(self.users_file))
+        except OSError:
+            return None
+        cache = self._cache
+        if cache is None or cache[0] != version:
+            return None  # reading the file again is authenticate()'s job
+        entry = cache[1].get(username)
+        stored = entry["password_hash"] if entry else None
+        if stored is None or not password or (version, stored, username, password) not in self._verified:
+            return None
+        return self._identity_of(username, entry, cache[2])
+
+    def _identity_of(self, username: str, entry: Mapping[str, Any], identities: dict[str, Identity]) -> Identity:
+        """Built once per user and version of the file (an Identity is immutable)."""
+        identity = identities.get(username)
+        if identity is None:
+            identity = identities[username] = Identity(
+                username=username,
+                email=entry.get("email"),
+                display_name=entry.get("name"),
+                groups=tuple(entry.get("groups") or ()),
+                connector=self.name,
+            )
+        return identity
 
     def revalidate(self, identity: Identity) -> Identity:
         """The person as the users file (or the code's lists) has them now: a removed user's

@@ -1,7 +1,7 @@
 """Credentials the basic connector has verified recently, so a script sending HTTP Basic
 on every request pays for Argon2id once, not 50-100 ms of a worker's CPU per request.
 
-Why it cannot accept a stale password: an entry is found only under the HMAC of the users
+Why it cannot accept a stale password: an entry is found only under the MAC of the users
 file's version (device, inode, size, mtime, ctime), the user's stored hash, the username and
 the password, looked up with the hash the file holds now. Argon2id's answer depends only on
 the hash and the password, so a hit means this password matches the current hash; and any
@@ -10,23 +10,24 @@ so every entry made before it stops matching and the next request is verified in
 identity (groups, name) is built from the file's current entry, never from the cache. Only
 successes are stored (a wrong password is always verified in full, behind the throttle),
 entries expire ``TTL`` seconds after their verification and there are at most
-``MAX_ENTRIES`` (the least recently used go first).
+``MAX_ENTRIES`` (the oldest go first).
 
-Why no password can be read from it: the keys are HMAC-SHA256 digests under a random key
-made per process and never stored; the values are expiry times.
+Why no password can be read from it: the keys are keyed BLAKE2b digests (a MAC) under a
+random key made per process and never stored; the values are expiry times.
 """
 from __future__ import annotations
 
 import hashlib
-import hmac
 import secrets
 import threading
 import time
 from collections import OrderedDict
-from typing import Callable, Hashable
+from typing import Callable
 
 MAX_ENTRIES = 1024
 TTL = 300.0  # seconds an entry is trusted after its full verification
+
+Credentials = tuple[tuple[int, ...], str, str, str]  # (users file version, stored hash, username, password)
 
 
 class VerifiedCredentials:
@@ -41,33 +42,25 @@ class VerifiedCredentials:
         self._entries: OrderedDict[bytes, float] = OrderedDict()  # digest -> expiry (clock time)
         self._lock = threading.Lock()
 
-    def _digest(self, version: Hashable, stored_hash: str, username: str, password: str) -> bytes:
-        mac = hmac.new(self._key, digestmod=hashlib.sha256)
-        for part in (repr(version).encode(), stored_hash.encode(), username.encode(), password.encode()):
-            mac.update(len(part).to_bytes(8, "big"))  # length-prefixed: no two tuples share a message
-            mac.update(part)
-        return mac.digest()
+    def _digest(self, credentials: Credentials) -> bytes:
+        # The repr of a tuple of strings and numbers tells every such tuple apart (strings come
+        # quoted and escaped, lone surrogates too). BLAKE2b with a key is a MAC in one call.
+        return hashlib.blake2b(repr(credentials).encode(), key=self._key, digest_size=32).digest()
 
-    def __contains__(self, credentials: tuple[Hashable, str, str, str]) -> bool:
-        digest = self._digest(*credentials)
-        with self._lock:
-            expiry = self._entries.get(digest)
-            if expiry is None:
-                return False
-            if expiry <= self._clock():
-                del self._entries[digest]
-                return False
-            self._entries.move_to_end(digest)
-            return True
+    def __contains__(self, credentials: Credentials) -> bool:
+        expiry = self._entries.get(self._digest(credentials))  # one atomic read: no lock
+        return expiry is not None and expiry > self._clock()
 
-    def add(self, credentials: tuple[Hashable, str, str, str]) -> None:
+    def add(self, credentials: Credentials) -> None:
         """Record credentials that have just passed the full verification."""
-        digest = self._digest(*credentials)
+        digest = self._digest(credentials)
         with self._lock:
-            self._entries[digest] = self._clock() + self.ttl
-            self._entries.move_to_end(digest)
-            while len(self._entries) > self.max_entries:
-                self._entries.popitem(last=False)
+            now = self._clock()
+            entries = self._entries
+            entries[digest] = now + self.ttl
+            entries.move_to_end(digest)  # oldest first: in the order they expire
+            while entries and (len(entries) > self.max_entries or next(iter(entries.values())) <= now):
+                entries.popitem(last=False)
 
     def __len__(self) -> int:
         return len(self._entries)

@@ -20,6 +20,13 @@ from .marks import Marks
 log = logging.getLogger("dash_enterprise_auth")
 
 RECENT_MAX = 2048  # records each process keeps in memory, per store (about 3 KB each)
+FAILURE_COUNTS_MAX = 4096  # failure counters each process keeps in memory, per store (~200 bytes each)
+
+
+def failures_mark_key(key: str) -> str:
+    """The name a failure counter's writes change marks under: apart from every session key,
+    which has no colon."""
+    return "failures:" + key
 
 
 # Fields of a record that SessionStore.update may change; the rest is fixed at sign-in.
@@ -105,14 +112,17 @@ class SessionStore(ABC):
 
     A store whose writes change :class:`~.marks.Marks` (``self.marks``, set by the
     subclass) lets every process answer most :meth:`get` calls from memory: a record read
-    before is served again only while no write has touched its slot since. A subclass
-    calls :meth:`_changed` after each stored write of a session record.
+    before is served again only while no write has touched its slot since (failure counters
+    too). A subclass calls :meth:`_changed` after each stored write of a session record or
+    a counter.
     """
 
     def __init__(self, marks: Marks | None = None) -> None:
         self.marks = marks
         # key -> (mark when read, stored form, record); -1: read while marks were unknown
         self._recent: OrderedDict[str, tuple[int, Hashable, SessionRecord]] = OrderedDict()
+        # failure counter key -> (mark when read, count, end of its window)
+        self._recent_failures: OrderedDict[str, tuple[int, int, float]] = OrderedDict()
 
     def get(self, key: str) -> SessionRecord | None:
         """The live record, or None (missing, expired or unreadable)."""
@@ -148,6 +158,32 @@ class SessionStore(ABC):
                 recent.popitem(last=False)
             except KeyError:  # emptied by another thread meanwhile
                 break
+
+    def failures(self, key: str) -> tuple[int, float]:
+        """The count under ``key`` and when its window ends ((0, 0.0) when none).
+
+        Served from memory while no write touched the counter, as records are: a script
+        that sends its password on every request (HTTP Basic) has its throttle checked
+        without a read, and on an event loop."""
+        marks = self.marks
+        mark = marks.mark(failures_mark_key(key)) if marks is not None else None  # before the read
+        known = self._recent_failures.get(key)
+        if mark is not None and known is not None and known[0] == mark:
+            count, window_end = known[1], known[2]
+        else:
+            refuse_io("reading sign-in failures")
+            count, window_end = self._read_failures(key)
+            if mark is not None:
+                recent = self._recent_failures
+                recent[key] = (mark, count, window_end)
+                while len(recent) > FAILURE_COUNTS_MAX:
+                    try:
+                        recent.popitem(last=False)
+                    except KeyError:  # emptied by another thread meanwhile
+                        break
+        if window_end <= time.time():
+            return 0, 0.0
+        return count, window_end
 
     def _changed(self, *keys: str) -> None:
         """After a write of these records is stored: every process reads them again."""
@@ -204,8 +240,9 @@ class SessionStore(ABC):
         """Count one failure under ``key`` in a window of ``window`` seconds; the new count."""
 
     @abstractmethod
-    def failures(self, key: str) -> tuple[int, float]:
-        """The count under ``key`` and when its window ends (0, 0.0 when none)."""
+    def _read_failures(self, key: str) -> tuple[int, float]:
+        """The count under ``key`` and when its window ends, as stored now (0, 0.0 when none).
+        Writes of counters call :meth:`_changed` with :func:`failures_mark_key`."""
 
     @abstractmethod
     def clear_failures(self, key: str) -> None: ...

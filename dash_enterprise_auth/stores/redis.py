@@ -21,7 +21,7 @@ import redis
 from redis.exceptions import RedisError
 
 from ..errors import SessionStoreUnavailable
-from .base import UPDATABLE, SessionRecord, SessionStore, redact
+from .base import UPDATABLE, SessionRecord, SessionStore, failures_mark_key, redact
 from .redis_channel import CHANNEL, ChannelMarks
 
 
@@ -235,12 +235,14 @@ class RedisStore(SessionStore):
             with self._redis.pipeline(transaction=True) as pipe:
                 pipe.incr(name)
                 pipe.expire(name, window, nx=True)  # the window starts at the first failure
+                pipe.publish(CHANNEL, failures_mark_key(key))
                 count = pipe.execute()[0]
         except RedisError as exc:
             raise self._fail(exc) from None
+        self._changed(failures_mark_key(key))
         return int(count)
 
-    def failures(self, key: str) -> tuple[int, float]:
+    def _read_failures(self, key: str) -> tuple[int, float]:
         name = f"{PREFIX}f:{key}"
         try:
             with self._redis.pipeline(transaction=False) as pipe:
@@ -255,9 +257,13 @@ class RedisStore(SessionStore):
 
     def clear_failures(self, key: str) -> None:
         try:
-            self._redis.delete(f"{PREFIX}f:{key}")
+            with self._redis.pipeline(transaction=True) as pipe:
+                pipe.delete(f"{PREFIX}f:{key}")
+                pipe.publish(CHANNEL, failures_mark_key(key))
+                pipe.execute()
         except RedisError as exc:
             raise self._fail(exc) from None
+        self._changed(failures_mark_key(key))
 
     def put_pending(self, key: str, value: dict[str, Any], ttl: int) -> None:
         try:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ..blocking import refuse_io
 from ..errors import ConfigurationError, SessionStoreUnavailable
-from .base import UPDATABLE, SessionRecord, SessionStore
+from .base import UPDATABLE, SessionRecord, SessionStore, failures_mark_key
 from .marks import FileMarks
 
 
@@ -186,9 +186,10 @@ class SQLiteStore(SessionStore):
                    RETURNING count""",
                 (key, now + window, now, now),
             ).fetchone()
+        self._changed(failures_mark_key(key))
         return int(row[0])
 
-    def failures(self, key: str) -> tuple[int, float]:
+    def _read_failures(self, key: str) -> tuple[int, float]:
         with self._run() as db:
             row = db.execute("SELECT count, window_end FROM failures WHERE key = ?", (key,)).fetchone()
         if row is None or row[1] <= time.time():
@@ -198,6 +199,7 @@ class SQLiteStore(SessionStore):
     def clear_failures(self, key: str) -> None:
         with self._run() as db:
             db.execute("DELETE FROM failures WHERE key = ?", (key,))
+        self._changed(failures_mark_key(key))
 
     def put_pending(self, key: str, value: dict, ttl: int) -> None:
         with self._run() as db:
