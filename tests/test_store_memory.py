@@ -88,6 +88,27 @@ def test_a_write_from_another_worker_is_seen_at_the_next_read(url, store, write)
     assert seen(store.get("k1"))
 
 
+@pytest.mark.parametrize("code, count", [
+    ('store.add_failure("account:alice", 900)', 3),  # a wrong password on another worker
+    ('store.clear_failures("account:alice")', 0),  # the right one there
+])
+def test_a_failure_count_changed_by_another_worker_is_seen_at_the_next_read(url, store, code, count):
+    """Failure counts are kept like records (a script's throttle check on every request reads
+    nothing), and every change made elsewhere is read at the next check."""
+    from dash_enterprise_auth.blocking import without_waiting
+
+    for _ in range(2):
+        store.add_failure("account:alice", 900)
+    deadline = time.monotonic() + 5
+    while without_waiting(store.failures, "account:alice") is None:  # None: it would read the store
+        assert time.monotonic() < deadline, "failure counts were never served from memory"
+        store.failures("account:alice")
+        time.sleep(0.01)
+    assert without_waiting(store.failures, "account:alice")[0] == 2
+    in_another_process(url, code)
+    assert store.failures("account:alice")[0] == count
+
+
 def test_a_replaced_record_is_read_again(url, store):
     store.put(record("k1"))
     read_until_served_from_memory(store, "k1")
