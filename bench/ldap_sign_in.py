@@ -3,7 +3,8 @@
 One throwaway OpenLDAP slapd (tests/servers/slapd_server.py) serves two kinds
 of load, each from the same ``--clients`` (8) concurrent clients:
 
-  app:   ``POST /_dash-auth/login`` to examples.app under gunicorn with the
+  app:   ``POST /_dash-auth/login`` to examples.app under gunicorn (``--backend
+         fastapi``: uvicorn; ``quart``: hypercorn, bench/backend_app.py) with the
          LDAP connector, as a browser's sign-in form sends it; a sign-in
          counts when the answer is a 302 that sets the session cookie;
   floor: what any LDAP sign-in needs, written directly with ldap3: search the
@@ -46,7 +47,8 @@ from urllib.parse import urlencode, urlsplit
 
 import requests
 
-from processes import BenchError, cpu_starved, free_port, package_rev, process_cpu, run, stop_group
+from processes import (BACKENDS, AppServer, Backend, BenchError, cpu_starved, package_rev, process_cpu, run,
+                       start_app_server)
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
@@ -331,22 +333,7 @@ class Clients:
                 worker.join(5)
 
 
-# -- the app under gunicorn ----------------------------------------------------------------------
-
-
-@dataclass
-class App:
-    """A gunicorn master we started, in its own process group so we can stop all of it."""
-
-    url: str
-    process: subprocess.Popen
-    log_path: Path
-
-    def log_tail(self, chars: int = 3000) -> str:
-        return self.log_path.read_text(errors="replace")[-chars:]
-
-    def stop(self) -> None:
-        stop_group(self.process)
+# -- the app under gunicorn, uvicorn or hypercorn -------------------------------------------------
 
 
 def app_env(slapd, tls: str, tmp: Path) -> dict[str, str]:
@@ -368,38 +355,14 @@ def app_env(slapd, tls: str, tmp: Path) -> dict[str, str]:
     return env
 
 
-def start_app(env: dict[str, str], workers: int, threads: int, tmp: Path, timeout: float = 120) -> App:
-    """``gunicorn examples.app:server`` on a free loopback port, in its own process group:
-    gthread workers, or sync ones when ``threads`` is 1. Returns once it answers."""
-    port = free_port()
-    log_path = tmp / "gunicorn.log"
-    worker_class = (["--worker-class", "sync"] if threads == 1 else
-                    ["--worker-class", "gthread", "--threads", str(threads)])
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", str(workers),
-             *worker_class, "--timeout", "60", "--log-level", "warning", "examples.app:server"],
-            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-    app = App(f"http://127.0.0.1:{port}", process, log_path)
-    try:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                raise BenchError(f"gunicorn exited with {process.returncode}:\n{app.log_tail()}")
-            try:
-                requests.get(app.url + "/_dash-auth/health", timeout=5)
-                return app
-            except (requests.ConnectionError, requests.Timeout):  # workers still importing Dash
-                time.sleep(0.2)
-        raise BenchError(f"gunicorn did not answer within {timeout:.0f} s:\n{app.log_tail()}")
-    except BaseException:
-        app.stop()  # never leave a server behind
-        raise
+def start_app(env: dict[str, str], backend: Backend, workers: int, threads: int, tmp: Path) -> AppServer:
+    """The backend's server on a free loopback port: for gunicorn, gthread workers, or sync ones
+    when ``threads`` is 1. Returns once it answers."""
+    options = ["--worker-class", "gthread", "--threads", str(threads)] if threads > 1 else []  # the last counts
+    return start_app_server(backend, env, workers, tmp, options=options)
 
 
-def check_app(app: App, cfg: ClientConfig, alice_password: str) -> None:
+def check_app(app: AppServer, cfg: ClientConfig, alice_password: str) -> None:
     """Refuse to time an app whose guard is off or whose sign-in does not ask the directory."""
     layout = app.url + "/_dash-layout"
     same_origin = {"Sec-Fetch-Site": "same-origin"}
@@ -437,7 +400,7 @@ def versions() -> str:
     from importlib.metadata import PackageNotFoundError, version
 
     parts = [f"python {sys.version.split()[0]}"]
-    for dist in ("ldap3", "gunicorn", "flask", "dash", "requests"):
+    for dist in ("ldap3", "gunicorn", "uvicorn", "hypercorn", "flask", "fastapi", "quart", "dash", "requests"):
         try:
             parts.append(f"{dist} {version(dist)}")
         except PackageNotFoundError:
@@ -458,8 +421,11 @@ def parse_args() -> argparse.Namespace:
                    help="clients as processes (default) or as threads of this process (one GIL)")
     p.add_argument("--http-client", choices=sorted(HTTP_CLIENTS), default="stdlib",
                    help="what POSTs the sign-in form: http.client (default, lean) or requests")
+    p.add_argument("--backend", choices=sorted(BACKENDS), default="flask",
+                   help="the app's Dash backend: flask under gunicorn (default), fastapi under uvicorn,"
+                        " quart under hypercorn")
     p.add_argument("--workers", type=int, default=8,
-                   help="gunicorn workers (default 8: one per client, like the floor's processes)")
+                   help="server workers (default 8: one per client, like the floor's processes)")
     p.add_argument("--threads", type=int, default=1,
                    help="threads per gunicorn worker: 1 = sync workers (default), more = gthread")
     p.add_argument("--users", default=DEFAULT_USERS, help=f"seeded uids to rotate (default {DEFAULT_USERS})")
@@ -473,6 +439,8 @@ def parse_args() -> argparse.Namespace:
     args.users = [u for u in args.users.split(",") if u]
     if min(args.clients, args.rounds, args.workers, args.threads) < 1 or not args.users:
         p.error("--clients, --rounds, --workers, --threads and --users need at least 1")
+    if args.threads > 1 and args.backend != "flask":
+        p.error("--threads is for gunicorn (--backend flask)")
     return args
 
 
@@ -480,13 +448,15 @@ def print_report(args: argparse.Namespace, results: dict[str, list[RunResult]],
                  unloaded: dict[str, float], load_before: float) -> float:
     """Print the tables; return the app/floor ratio."""
     cpus = os.cpu_count() or 1
-    server = (f"{args.workers} sync workers" if args.threads == 1 else
+    backend = BACKENDS[args.backend]
+    server = (f"{args.workers} workers" if args.backend != "flask" else
+              f"{args.workers} sync workers" if args.threads == 1 else
               f"{args.workers} gthread workers x {args.threads} threads")
     tls = {"ldaps": "LDAPS", "starttls": "ldap:// + StartTLS", "plain": "ldap:// WITHOUT TLS"}[args.tls]
     model = "processes" if args.client_model == "process" else "threads of one process"
     print(f"\nLDAP sign-ins, {args.clients} concurrent clients ({model}), {tls},"
           f" users {', '.join(args.users)}")
-    print(f"app:   examples.app under gunicorn ({server}), SQLite sessions; POST {LOGIN_PATH} -> 302 + cookie,"
+    print(f"app:   examples.app on {backend.label} under {backend.program} ({server}), SQLite sessions; POST {LOGIN_PATH} -> 302 + cookie,"
           f" sent with {'http.client' if args.http_client == 'stdlib' else 'requests'}")
     print("floor: ldap3 search (service connection kept per client) + new connection, bind, unbind")
     print(f"{args.seconds:g} s x {args.rounds} interleaved rounds; slapd, the app and the clients share"
@@ -548,7 +518,7 @@ def main() -> int:
         tmp = Path(tmp_name)
         try:
             slapd = SlapdServer(tmp / "slapd").start()
-            app = start_app(app_env(slapd, args.tls, tmp), args.workers, args.threads, tmp)
+            app = start_app(app_env(slapd, args.tls, tmp), BACKENDS[args.backend], args.workers, args.threads, tmp)
             cfg = ClientConfig(
                 ldap_host="localhost", ldap_port=slapd.ldaps_port if args.tls == "ldaps" else slapd.ldap_port,
                 ldaps=args.tls == "ldaps", start_tls=args.tls == "starttls", ca_file=str(slapd.ca_file),

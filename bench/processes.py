@@ -7,12 +7,44 @@ import signal
 import socket
 import subprocess
 import sys
+import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 
 class BenchError(RuntimeError):
     """The run cannot be measured meaningfully; the message says why."""
+
+
+@dataclass(frozen=True)
+class Backend:
+    """How one Dash backend is served: the server program and the module:variable it loads."""
+
+    label: str
+    program: str  # gunicorn, uvicorn or hypercorn
+    target: str
+    env: tuple[tuple[str, str], ...] = ()
+
+
+BACKENDS: dict[str, Backend] = {
+    "flask": Backend("Flask", "gunicorn", "examples.app:server"),
+    "fastapi": Backend("FastAPI", "uvicorn", "bench.backend_app:server", (("DASH_BACKEND", "fastapi"),)),
+    "quart": Backend("Quart", "hypercorn", "bench.backend_app:server", (("DASH_BACKEND", "quart"),)),
+}
+
+
+def server_options(program: str, port: int, workers: int) -> list[str]:
+    """The same settings for every app a program serves: loopback, ``workers`` worker
+    processes, warnings only and no access log (gunicorn and hypercorn keep none by default)."""
+    return {
+        "gunicorn": ["--bind", f"127.0.0.1:{port}", "--workers", str(workers),
+                     "--worker-class", "sync", "--timeout", "60", "--log-level", "warning"],
+        "uvicorn": ["--host", "127.0.0.1", "--port", str(port), "--workers", str(workers),
+                    "--log-level", "warning", "--no-access-log"],
+        "hypercorn": ["--bind", f"127.0.0.1:{port}", "--workers", str(workers),
+                      "--log-level", "warning"],
+    }[program]
 
 
 def free_port() -> int:
@@ -98,3 +130,50 @@ def package_rev() -> str:
     dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--",
                             "dash_enterprise_auth"], capture_output=True, text=True, timeout=10)
     return out.stdout.strip() + ("+uncommitted" if dirty.stdout.strip() else "")
+
+
+@dataclass
+class AppServer:
+    """A server master we started, in its own process group so we can stop all of it."""
+
+    url: str
+    process: subprocess.Popen
+    log_path: Path
+
+    def log_tail(self, chars: int = 3000) -> str:
+        return self.log_path.read_text(errors="replace")[-chars:]
+
+    def stop(self) -> None:
+        stop_group(self.process)
+
+
+def start_app_server(backend: Backend, env: dict[str, str], workers: int, log_dir: Path, port: int | None = None,
+                     options: Sequence[str] = (), timeout: float = 120) -> AppServer:
+    """The backend's app under its server on a loopback port, in its own process group,
+    with ``options`` added to the usual ones; returns once the package's health route answers."""
+    import requests
+
+    port = port or free_port()
+    log_path = log_dir / f"{backend.program}.log"
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", backend.program, *server_options(backend.program, port, workers), *options,
+             backend.target],
+            cwd=Path(__file__).resolve().parents[1], env={**env, **dict(backend.env)}, stdout=log,
+            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+        )
+    app = AppServer(f"http://127.0.0.1:{port}", process, log_path)
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise BenchError(f"{backend.program} exited with {process.returncode}:\n{app.log_tail()}")
+            try:
+                requests.get(app.url + "/_dash-auth/health", timeout=5)
+                return app
+            except (requests.ConnectionError, requests.Timeout):  # workers still importing Dash
+                time.sleep(0.2)
+        raise BenchError(f"{backend.program} did not answer within {timeout:.0f} s:\n{app.log_tail()}")
+    except BaseException:
+        app.stop()  # never leave a server behind
+        raise

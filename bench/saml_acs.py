@@ -13,7 +13,8 @@ genuine one: new Response and Assertion IDs, the InResponseTo, fresh times
 (RSA-SHA256, as the IdP signs). Then, timed, interleaved round by round:
 
   app:   ``POST /_dash-auth/callback/saml`` (SAMLResponse + RelayState) to
-         examples.app under gunicorn with the saml connector; a post counts
+         examples.app under gunicorn (``--backend fastapi``: uvicorn; ``quart``:
+         hypercorn, bench/backend_app.py) with the saml connector; a post counts
          when the answer is a 302 that sets the session cookie, any other
          answer aborts the run;
   floor: the same responses validated in-process by python3-saml with the
@@ -55,7 +56,8 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 import requests
 
-from processes import BenchError, cpu_starved, free_port, package_rev, process_cpu, run, stop_group
+from processes import (BACKENDS, AppServer, BenchError, cpu_starved, free_port, package_rev, process_cpu, run,
+                       start_app_server)
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
@@ -391,21 +393,6 @@ class Clients:
 
 # -- the servers ---------------------------------------------------------------------------------
 
-@dataclass
-class App:
-    """A gunicorn master we started, in its own process group so we can stop all of it."""
-
-    url: str
-    process: subprocess.Popen
-    log_path: Path
-
-    def log_tail(self, chars: int = 3000) -> str:
-        return self.log_path.read_text(errors="replace")[-chars:]
-
-    def stop(self) -> None:
-        stop_group(self.process)
-
-
 def app_env(metadata_file: Path, tmp: Path) -> dict[str, str]:
     """The caller's environment without DASH_AUTH_*, plus the SAML sign-in settings."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("DASH_AUTH_")}
@@ -418,33 +405,6 @@ def app_env(metadata_file: Path, tmp: Path) -> dict[str, str]:
         "DASH_AUTH_SESSION_STORE": f"sqlite:///{tmp}/sessions.sqlite3",
     })
     return env
-
-
-def start_app(env: dict[str, str], port: int, workers: int, tmp: Path, timeout: float = 120) -> App:
-    """``gunicorn examples.app:server`` (sync workers) on ``port``; returns once it answers."""
-    log_path = tmp / "gunicorn.log"
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", str(workers),
-             "--worker-class", "sync", "--timeout", "60", "--log-level", "warning", "examples.app:server"],
-            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-    app = App(f"http://127.0.0.1:{port}", process, log_path)
-    try:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                raise BenchError(f"gunicorn exited with {process.returncode}:\n{app.log_tail()}")
-            try:
-                requests.get(app.url + "/_dash-auth/health", timeout=5)
-                return app
-            except (requests.ConnectionError, requests.Timeout):  # workers still importing Dash
-                time.sleep(0.2)
-        raise BenchError(f"gunicorn did not answer within {timeout:.0f} s:\n{app.log_tail()}")
-    except BaseException:
-        app.stop()  # never leave a server behind
-        raise
 
 
 def genuine_sign_in(app_url: str) -> dict[str, str]:
@@ -464,7 +424,7 @@ def genuine_sign_in(app_url: str) -> dict[str, str]:
     return fields
 
 
-def check_app(app: App, cfg: ClientConfig, genuine: dict[str, str]) -> None:
+def check_app(app: AppServer, cfg: ClientConfig, genuine: dict[str, str]) -> None:
     """Refuse to time an app that does not validate what it is sent."""
     from lxml import etree
 
@@ -523,7 +483,7 @@ def versions() -> str:
     from importlib.metadata import PackageNotFoundError, version
 
     parts = [f"python {sys.version.split()[0]}"]
-    for dist in ("python3-saml", "xmlsec", "lxml", "gunicorn", "flask", "dash"):
+    for dist in ("python3-saml", "xmlsec", "lxml", "gunicorn", "uvicorn", "hypercorn", "flask", "fastapi", "quart", "dash"):
         try:
             parts.append(f"{dist} {version(dist)}")
         except PackageNotFoundError:
@@ -671,8 +631,11 @@ def parse_args() -> argparse.Namespace:
                    help="ACS posts per timed run, split among the clients (default 1200)")
     p.add_argument("--rounds", type=int, default=5, help="rounds of one floor and one app run (default 5)")
     p.add_argument("--clients", type=int, default=4, help="concurrent client processes (default 4)")
+    p.add_argument("--backend", choices=sorted(BACKENDS), default="flask",
+                   help="the app's Dash backend: flask under gunicorn (default), fastapi under uvicorn,"
+                        " quart under hypercorn")
     p.add_argument("--workers", type=int, default=2,
-                   help="gunicorn sync workers (default 2: one per CPU on the machine measured)")
+                   help="server workers (default 2: one per CPU on the machine measured)")
     p.add_argument("--profile", type=int, default=0, metavar="N",
                    help="afterwards, N ACS posts in-process, timed step by step: where the time goes")
     args = p.parse_args()
@@ -688,7 +651,8 @@ def print_report(args: argparse.Namespace, results: dict[str, list[RunResult]], 
     posts = per_client * args.clients
     print(f"\nSAML ACS posts, {args.clients} concurrent client processes, {posts} fresh responses per run"
           f" (the same ones for both kinds), RSA-SHA256 signed response and assertion")
-    print(f"app:   examples.app under gunicorn ({args.workers} sync workers), SQLite sessions;"
+    backend = BACKENDS[args.backend]
+    print(f"app:   examples.app on {backend.label} under {backend.program} ({args.workers} workers), SQLite sessions;"
           f" POST {ACS_PATH} -> 302 + session cookie, sent with http.client")
     print("floor: OneLogin_Saml2_Auth(request_data, settings).process_response(request_id) in the client"
           " processes, the connector's settings built once")
@@ -747,7 +711,7 @@ def main() -> int:
             # The app reads the IdP's metadata from a file: the IdP is never on the app's path.
             metadata_file = tmp / "idp-metadata.xml"
             metadata_file.write_text(idp.metadata_xml())
-            app = start_app(app_env(metadata_file, tmp), port, args.workers, tmp)
+            app = start_app_server(BACKENDS[args.backend], app_env(metadata_file, tmp), args.workers, tmp, port=port)
             genuine = genuine_sign_in(app.url)
             idp.stop()  # not needed any more: responses are minted from the genuine one
             cfg = ClientConfig(app_url=app.url, idp_origin=idp.url.split("/simplesaml/")[0],

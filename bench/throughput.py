@@ -42,8 +42,8 @@ from pathlib import Path
 
 import requests
 
-from processes import (BenchError, child_pids, free_port, package_rev, prepare, process_cpu, run,
-                       stop_group)
+from processes import (BACKENDS, BenchError, child_pids, free_port, package_rev, prepare, process_cpu, run,
+                       server_options, stop_group)
 from redis_server import RedisServer, RedisUnavailable, start_redis
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -74,23 +74,6 @@ ENDPOINTS: dict[str, tuple[str, str]] = {
     "update": ("POST", "/_dash-update-component"),
     "layout": ("GET", "/_dash-layout"),
 }
-
-@dataclass(frozen=True)
-class Backend:
-    """How one Dash backend is served: the server program and the module:variable it loads."""
-
-    label: str
-    program: str  # gunicorn, uvicorn or hypercorn
-    target: str
-    env: tuple[tuple[str, str], ...] = ()
-
-
-BACKENDS: dict[str, Backend] = {
-    "flask": Backend("Flask", "gunicorn", "examples.app:server"),
-    "fastapi": Backend("FastAPI", "uvicorn", "bench.backend_app:server", (("DASH_BACKEND", "fastapi"),)),
-    "quart": Backend("Quart", "hypercorn", "bench.backend_app:server", (("DASH_BACKEND", "quart"),)),
-}
-
 
 @dataclass(frozen=True)
 class Variant:
@@ -192,19 +175,6 @@ def base_env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("DASH_AUTH_")}
     env["PYTHONUNBUFFERED"] = "1"
     return env
-
-
-def server_options(program: str, port: int, workers: int) -> list[str]:
-    """The same settings for every variant a program serves: loopback, ``workers`` worker
-    processes, warnings only and no access log (gunicorn and hypercorn keep none by default)."""
-    return {
-        "gunicorn": ["--bind", f"127.0.0.1:{port}", "--workers", str(workers),
-                     "--worker-class", "sync", "--timeout", "60", "--log-level", "warning"],
-        "uvicorn": ["--host", "127.0.0.1", "--port", str(port), "--workers", str(workers),
-                    "--log-level", "warning", "--no-access-log"],
-        "hypercorn": ["--bind", f"127.0.0.1:{port}", "--workers", str(workers),
-                      "--log-level", "warning"],
-    }[program]
 
 
 def start_server(key: str, target: str, extra_env: dict[str, str], workers: int,

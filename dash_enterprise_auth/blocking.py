@@ -3,7 +3,8 @@
 The ASGI middleware first answers each request on the loop itself, which is
 cheap when everything it needs is already in memory (a session record this
 process has seen and nobody changed since). Each place that would wait on the
-session store, a provider or a slow hash calls :func:`refuse_io` first; under
+session store, a provider, a slow hash or the app's own code calls
+:func:`refuse_io` first; under
 :func:`without_waiting` that raises :class:`WouldBlock` before anything was
 done, and the middleware asks again on a thread, where the same call simply
 goes on.
