@@ -22,7 +22,7 @@ import redis
 from dash_enterprise_auth.errors import SessionStoreUnavailable
 from dash_enterprise_auth.stores import SessionRecord, SQLiteStore, open_store
 from dash_enterprise_auth.stores.marks import SLOTS, slot_of
-from dash_enterprise_auth.stores.redis_channel import LIVE_FOR
+from dash_enterprise_auth.stores.redis_channel import CHANNEL, LIVE_FOR
 
 from .servers.redis_server import RedisServer
 
@@ -334,5 +334,38 @@ def test_the_event_loop_never_waits_for_another_threads_subscribe(own_redis):
             os.kill(own_redis.process.pid, 18)  # SIGCONT
         subscribing.join()
         assert read_until_served_from_memory(store, "k1").username == "alice"
+    finally:
+        store.close()
+
+
+def _read_in_the_child(store, url: str, results) -> None:
+    try:
+        in_another_process(url, 'store.update("k1", {"user_data": {"seen": "by the child"}})')
+        results.put(store.get("k1").user_data)
+        results.put(read_until_served_from_memory(store, "k1").user_data)  # its own channel, confirmed
+        results.put(redis.Redis.from_url(url).pubsub_numsub(CHANNEL)[0][1])  # the parent's and its own
+    except BaseException as exc:  # noqa: BLE001  (reported to the parent)
+        results.put(repr(exc))
+
+
+def test_a_forked_worker_never_reads_the_parents_channel(redis_server):
+    """gunicorn forks workers from a master that may have used the store (``--preload``): a child
+    subscribes on a connection of its own, so it neither trusts marks it cannot see being moved
+    nor takes messages off the parent's socket."""
+    import multiprocessing
+
+    redis.Redis.from_url(redis_server.url).flushdb()
+    store = open_store(redis_server.url)
+    try:
+        store.put(record("k1", seen="by nobody"))
+        read_until_served_from_memory(store, "k1")
+        fork = multiprocessing.get_context("fork")
+        results = fork.Queue()
+        child = fork.Process(target=_read_in_the_child, args=(store, redis_server.url, results))
+        child.start()
+        child.join(60)
+        assert [results.get(timeout=5) for _ in range(3)] == [{"seen": "by the child"}] * 2 + [2]
+        in_another_process(redis_server.url, 'store.update("k1", {"user_data": {"seen": "by the parent"}})')
+        assert store.get("k1").user_data == {"seen": "by the parent"}
     finally:
         store.close()

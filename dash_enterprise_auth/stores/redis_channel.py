@@ -45,6 +45,16 @@ PING_EVERY = 0.01  # seconds between the channel's PINGs while the process is se
 LIVE_FOR = 0.05
 RETRY_EVERY = 1.0  # seconds between attempts to subscribe again after a failure
 
+_forks = 0  # forks this process has come from: a connection made before one belongs to the parent
+
+
+def _count_fork() -> None:
+    global _forks
+    _forks += 1
+
+
+os.register_at_fork(after_in_child=_count_fork)  # (a global read per request, not a getpid call)
+
 
 class ChannelMarks:
     def __init__(self, client: redis.Redis) -> None:
@@ -53,7 +63,7 @@ class ChannelMarks:
         self._marks = [0] * SLOTS
         self._conn: redis.connection.AbstractConnection | None = None
         self._readable = select.poll()  # the subscribed connection's socket, once connected
-        self._pid = 0
+        self._forks = -1  # the value of _forks when subscribed
         self._alive_at = 0.0  # the channel surely worked at this monotonic time (a PING sent then was answered)
         self._asked: deque[float] = deque()  # when the PINGs (and the SUBSCRIBE) not yet answered were sent
         self._pinged = 0.0
@@ -90,8 +100,8 @@ class ChannelMarks:
 
     def _read_channel(self, now: float, may_connect: bool = True) -> bool:
         """Apply what the channel brought; whether it is known to work right now."""
-        if self._conn is None or self._pid != os.getpid():
-            if not may_connect or (now < self._next_try and self._pid == os.getpid()):
+        if self._conn is None or self._forks != _forks:
+            if not may_connect or (now < self._next_try and self._forks == _forks):
                 return False
             refuse_io("subscribing to the change channel")  # connecting may wait: never on an event loop
             self._subscribe(now)
@@ -121,7 +131,7 @@ class ChannelMarks:
             self._marks = [m + 1 for m in self._marks]
 
     def _subscribe(self, now: float) -> None:
-        self._pid = os.getpid()  # a connection inherited over fork belongs to the parent: never used
+        self._forks = _forks  # a connection inherited over fork belongs to the parent: never used
         # RESP2, where messages and PING answers are plain replies (RESP3 makes them pushes).
         self._conn = self._pool.connection_class(**{**self._pool.connection_kwargs, "protocol": 2})
         try:
@@ -135,7 +145,7 @@ class ChannelMarks:
             self._drop(now)
 
     def _drop(self, now: float) -> None:
-        if self._conn is not None and self._pid == os.getpid():
+        if self._conn is not None and self._forks == _forks:
             try:
                 self._conn.disconnect()
             except (RedisError, OSError):
