@@ -56,6 +56,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 import requests
 
+from dash_enterprise_auth.stores import redact
 from processes import (BACKENDS, AppServer, BenchError, cpu_starved, free_port, package_rev, process_cpu, run,
                        start_app_server)
 
@@ -393,7 +394,7 @@ class Clients:
 
 # -- the servers ---------------------------------------------------------------------------------
 
-def app_env(metadata_file: Path, tmp: Path) -> dict[str, str]:
+def app_env(metadata_file: Path, tmp: Path, store: str | None = None) -> dict[str, str]:
     """The caller's environment without DASH_AUTH_*, plus the SAML sign-in settings."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("DASH_AUTH_")}
     env.update({
@@ -402,7 +403,7 @@ def app_env(metadata_file: Path, tmp: Path) -> dict[str, str]:
         "DASH_AUTH_SAML_IDP_METADATA_FILE": str(metadata_file),
         "DASH_AUTH_PRIVACY": "authorized",
         "DASH_AUTH_SECRET_KEY": secrets.token_urlsafe(48),
-        "DASH_AUTH_SESSION_STORE": f"sqlite:///{tmp}/sessions.sqlite3",
+        "DASH_AUTH_SESSION_STORE": store or f"sqlite:///{tmp}/sessions.sqlite3",
     })
     return env
 
@@ -636,6 +637,9 @@ def parse_args() -> argparse.Namespace:
                         " quart under hypercorn")
     p.add_argument("--workers", type=int, default=2,
                    help="server workers (default 2: one per CPU on the machine measured)")
+    p.add_argument("--session-store", metavar="URL",
+                   help="DASH_AUTH_SESSION_STORE of the app, e.g. redis://127.0.0.1:6379/15 (flushed by nobody;"
+                        " default: a SQLite file in a temp dir)")
     p.add_argument("--profile", type=int, default=0, metavar="N",
                    help="afterwards, N ACS posts in-process, timed step by step: where the time goes")
     args = p.parse_args()
@@ -652,7 +656,8 @@ def print_report(args: argparse.Namespace, results: dict[str, list[RunResult]], 
     print(f"\nSAML ACS posts, {args.clients} concurrent client processes, {posts} fresh responses per run"
           f" (the same ones for both kinds), RSA-SHA256 signed response and assertion")
     backend = BACKENDS[args.backend]
-    print(f"app:   examples.app on {backend.label} under {backend.program} ({args.workers} workers), SQLite sessions;"
+    print(f"app:   examples.app on {backend.label} under {backend.program} ({args.workers} workers),"
+          f" sessions in {redact(args.session_store) if args.session_store else 'SQLite'};"
           f" POST {ACS_PATH} -> 302 + session cookie, sent with http.client")
     print("floor: OneLogin_Saml2_Auth(request_data, settings).process_response(request_id) in the client"
           " processes, the connector's settings built once")
@@ -711,7 +716,8 @@ def main() -> int:
             # The app reads the IdP's metadata from a file: the IdP is never on the app's path.
             metadata_file = tmp / "idp-metadata.xml"
             metadata_file.write_text(idp.metadata_xml())
-            app = start_app_server(BACKENDS[args.backend], app_env(metadata_file, tmp), args.workers, tmp, port=port)
+            env = app_env(metadata_file, tmp, args.session_store)
+            app = start_app_server(BACKENDS[args.backend], env, args.workers, tmp, port=port)
             genuine = genuine_sign_in(app.url)
             idp.stop()  # not needed any more: responses are minted from the genuine one
             cfg = ClientConfig(app_url=app.url, idp_origin=idp.url.split("/simplesaml/")[0],

@@ -46,3 +46,29 @@ def test_a_hundred_thousand_sign_ins_leave_only_live_sessions(backend, tmp_path,
         sessions.start(Identity("still-here"))
         assert stored_sessions(store) == 1
     assert [r.username for r in store.list_sessions()] == ["still-here"]
+
+
+def test_one_person_signing_in_again_and_again_costs_redis_no_more_per_sign_in(redis_server):
+    """A script that signs in through the form on every run, or a sign-in storm of one account,
+    leaves that person many live sessions. Redis keeps their keys in a per-person set that a
+    sign-in sweeps of ended sessions now and then: overall a fixed few reads per sign-in, never
+    one per live session on every sign-in (which made the 3,000th sign-in read 3,000 keys)."""
+    client = redis.Redis.from_url(redis_server.url)
+    client.flushdb()
+    store = open_store(redis_server.url)
+    sessions = SessionLayer(store, Secret("k" * 40), Timeouts(idle=600, max_age=3600))
+    try:
+        client.config_resetstat()
+        for _ in range(3000):
+            sessions.start(Identity("alice"))
+        exists_calls = client.info("commandstats").get("cmdstat_exists", {}).get("calls", 0)
+        assert exists_calls <= 3 * 3000, f"{exists_calls} key reads for 3000 sign-ins"
+        assert len(store.list_sessions("alice")) == 3000  # every one of them still valid
+
+        for record in store.list_sessions("alice")[:2990]:  # signed out
+            store.delete(record.key)
+        for _ in range(1100):  # reaching 4096 members sweeps the set: only live sessions stay
+            sessions.start(Identity("alice"))
+        assert client.scard("dash-auth:u:alice") <= 10 + 1100
+    finally:
+        store.close()
