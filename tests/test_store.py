@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import os
 import sqlite3
-import threading
 import time
 
 import pytest
@@ -150,7 +149,7 @@ def test_read_only_store_fails_closed_with_store_unavailable(tmp_path):
     path = tmp_path / "ro.sqlite3"
     SQLiteStore(path).put(record())
     store = ReadOnlySQLiteStore.__new__(ReadOnlySQLiteStore)
-    store.path, store._writing = path, threading.Lock()
+    store.path = path
     SessionStore.__init__(store)  # no change marks: every read goes to the file
     with pytest.raises(SessionStoreUnavailable):
         store.put(record("k2"))

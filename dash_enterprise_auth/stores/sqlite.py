@@ -10,7 +10,6 @@ import os
 import sqlite3
 import threading
 import time
-import weakref
 from pathlib import Path
 
 from ..blocking import refuse_io
@@ -48,23 +47,11 @@ CREATE TABLE IF NOT EXISTS failures (
 
 START_UP_WAIT = 10.0  # seconds a new store waits for other workers creating the same file
 
-_stores: "weakref.WeakSet[SQLiteStore]" = weakref.WeakSet()
-
-
-def _after_fork() -> None:
-    for store in _stores:  # a thread of the parent may have held it at the fork: not the child's
-        store._writing = threading.Lock()
-
-
-os.register_at_fork(after_in_child=_after_fork)
-
 
 class SQLiteStore(SessionStore):
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self._local = threading.local()
-        self._writing = threading.Lock()
-        _stores.add(self)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             os.close(os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600))
@@ -106,13 +93,6 @@ class SQLiteStore(SessionStore):
     def _run(self) -> "_Guarded":
         return _Guarded(self)
 
-    def _write(self) -> "_Guarded":
-        """A writing statement. The threads of one process take turns for it (an ASGI worker signs
-        people in on a pool of threads): a thread that met SQLite's lock held would sleep 1 ms
-        and more in SQLite's busy handler before trying again, a waiter on a lock of ours is woken
-        at once. Writers of other processes still meet SQLite's lock, as they must."""
-        return _Guarded(self, self._writing)
-
     def _read(self, key: str) -> str | None:
         with self._run() as db:
             row = db.execute("SELECT body, expires_at FROM sessions WHERE key = ?", (key,)).fetchone()
@@ -122,7 +102,7 @@ class SQLiteStore(SessionStore):
         return SessionRecord.from_json(stored)
 
     def put(self, record: SessionRecord) -> None:
-        with self._write() as db:
+        with self._run() as db:
             db.execute(
                 "INSERT OR REPLACE INTO sessions (key, username, expires_at, body) VALUES (?, ?, ?, ?)",
                 (record.key, record.username, record.expires_at, record.to_json()),
@@ -147,7 +127,7 @@ class SQLiteStore(SessionStore):
             compare = (" AND coalesce(json_extract(body, '$.validated_at'), json_extract(body, '$.created_at'))"
                        " = ?")
             expected = [if_validated_at]
-        with self._write() as db:
+        with self._run() as db:
             cursor = db.execute(
                 f"UPDATE sessions SET body = json_set(body, {', '.join(paths)}){expires} "
                 f"WHERE key = ? AND expires_at > ?{compare}",
@@ -157,19 +137,19 @@ class SQLiteStore(SessionStore):
         return cursor.rowcount == 1
 
     def delete(self, key: str) -> None:
-        with self._write() as db:
+        with self._run() as db:
             db.execute("DELETE FROM sessions WHERE key = ?", (key,))
         self._changed(key)
 
     def delete_user(self, username: str) -> int:
-        with self._write() as db:
+        with self._run() as db:
             keys = [row[0] for row in db.execute("DELETE FROM sessions WHERE username = ? RETURNING key",
                                                  (username,)).fetchall()]
         self._changed(*keys)
         return len(keys)
 
     def delete_by_logout_id(self, logout_id: str) -> int:
-        with self._write() as db:
+        with self._run() as db:
             keys = [row[0] for row in db.execute(
                 "DELETE FROM sessions WHERE key IN (SELECT key FROM logout_ids WHERE logout_id = ?) RETURNING key",
                 (logout_id,)).fetchall()]
@@ -188,7 +168,7 @@ class SQLiteStore(SessionStore):
 
     def purge_expired(self) -> int:
         now = time.time()
-        with self._write() as db:
+        with self._run() as db:
             db.execute("DELETE FROM failures WHERE window_end <= ?", (now,))
             db.execute("DELETE FROM pending WHERE expires_at <= ?", (now,))
             count = db.execute("DELETE FROM sessions WHERE expires_at <= ?", (now,)).rowcount
@@ -197,7 +177,7 @@ class SQLiteStore(SessionStore):
 
     def add_failure(self, key: str, window: int) -> int:
         now = time.time()
-        with self._write() as db:
+        with self._run() as db:
             row = db.execute(
                 """INSERT INTO failures (key, count, window_end) VALUES (?, 1, ?)
                    ON CONFLICT (key) DO UPDATE SET
@@ -217,17 +197,17 @@ class SQLiteStore(SessionStore):
         return int(row[0]), float(row[1])
 
     def clear_failures(self, key: str) -> None:
-        with self._write() as db:
+        with self._run() as db:
             db.execute("DELETE FROM failures WHERE key = ?", (key,))
         self._changed(failures_mark_key(key))
 
     def put_pending(self, key: str, value: dict, ttl: int) -> None:
-        with self._write() as db:
+        with self._run() as db:
             db.execute("INSERT OR REPLACE INTO pending (key, expires_at, body) VALUES (?, ?, ?)",
                        (key, time.time() + ttl, json.dumps(value, separators=(",", ":"))))
 
     def take_pending(self, key: str) -> dict | None:
-        with self._write() as db:
+        with self._run() as db:
             row = db.execute("DELETE FROM pending WHERE key = ? RETURNING body, expires_at", (key,)).fetchone()
         if row is None or row[1] <= time.time():
             return None
@@ -239,7 +219,7 @@ class SQLiteStore(SessionStore):
 
     def remember_once(self, key: str, ttl: float) -> bool:
         now, key = time.time(), "once:" + key
-        with self._write() as db:
+        with self._run() as db:
             db.execute("DELETE FROM pending WHERE key = ? AND expires_at <= ?", (key, now))
             cursor = db.execute("INSERT OR IGNORE INTO pending (key, expires_at, body) VALUES (?, ?, 'null')",
                                 (key, now + ttl))
@@ -257,28 +237,18 @@ class SQLiteStore(SessionStore):
 
 
 class _Guarded:
-    """Turns any SQLite failure (locked, disk full, read-only) into SessionStoreUnavailable;
-    holds ``turn`` (see ``SQLiteStore._write``) meanwhile, when given."""
+    """Turns any SQLite failure (locked, disk full, read-only) into SessionStoreUnavailable."""
 
-    def __init__(self, store: SQLiteStore, turn: threading.Lock | None = None) -> None:
+    def __init__(self, store: SQLiteStore) -> None:
         self.store = store
-        self.turn = turn
 
     def __enter__(self) -> sqlite3.Connection:
         refuse_io("the SQLite session store")
-        if self.turn is not None:
-            self.turn.acquire()
         try:
             return self.store._connection()
         except sqlite3.Error as exc:
-            self._release()
             raise SessionStoreUnavailable(log_detail=f"session store {self.store.path}: {exc}") from None
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        self._release()
         if exc_type is not None and issubclass(exc_type, sqlite3.Error):
             raise SessionStoreUnavailable(log_detail=f"session store {self.store.path}: {exc}") from None
-
-    def _release(self) -> None:
-        if self.turn is not None:
-            self.turn.release()
