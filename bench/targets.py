@@ -7,14 +7,14 @@ they printed, so one run answers "which targets hold on this machine":
 
   throughput.py --variants all   protected/unprotected req/s on Flask, FastAPI and Quart,
                                  SQLite and Redis, HTTP Basic headers, the peer, A/A controls
-  ldap_sign_in.py                LDAP sign-ins through the form against raw ldap3
-  saml_acs.py                    SAML ACS posts against python3-saml's own validation
+  ldap_sign_in.py                LDAP sign-ins through the form against raw ldap3, on each backend
+  saml_acs.py                    SAML ACS posts against python3-saml's own validation, on each backend
   session_memory.py              100,000 live sessions: worker memory, and req/s against 10 sessions
 
     python bench/targets.py [--only throughput,ldap] [--quick]
 
 ``--quick`` runs each with fewer and shorter rounds (a smoke test of the
-harness, not figures to quote). About 30 minutes in full.
+harness, not figures to quote). About 40 minutes in full.
 """
 from __future__ import annotations
 
@@ -31,11 +31,16 @@ BENCHES: dict[str, tuple[list[str], list[str]]] = {
     "throughput": (["--variants", "all", "--rounds", "7"],
                    ["--variants", "all", "--rounds", "2", "--duration", "1", "--warmup", "1"]),
     "ldap": (["--rounds", "5"], ["--rounds", "2", "--seconds", "3"]),
+    "ldap-fastapi": (["--rounds", "5", "--backend", "fastapi"], ["--rounds", "2", "--seconds", "3", "--backend", "fastapi"]),
+    "ldap-quart": (["--rounds", "5", "--backend", "quart"], ["--rounds", "2", "--seconds", "3", "--backend", "quart"]),
     "saml": ([], ["--rounds", "2", "--posts", "300"]),
+    "saml-fastapi": (["--backend", "fastapi"], ["--rounds", "2", "--posts", "300", "--backend", "fastapi"]),
+    "saml-quart": (["--backend", "quart"], ["--rounds", "2", "--posts", "300", "--backend", "quart"]),
     "memory": ([], ["--sessions", "5000"]),
 }
-SCRIPTS = {"throughput": "throughput.py", "ldap": "ldap_sign_in.py", "saml": "saml_acs.py",
-           "memory": "session_memory.py"}
+SCRIPTS = {"throughput": "throughput.py", "ldap": "ldap_sign_in.py", "ldap-fastapi": "ldap_sign_in.py",
+           "ldap-quart": "ldap_sign_in.py", "saml": "saml_acs.py", "saml-fastapi": "saml_acs.py",
+           "saml-quart": "saml_acs.py", "memory": "session_memory.py"}
 
 
 def main() -> int:

@@ -164,8 +164,8 @@ class BasicConnector(PasswordConnector):
 
     def authenticate_from_memory(self, username: str, password: str) -> Identity | None:
         """Credentials verified recently (see verified.py) against the users file as this process
-        has read it, while the file is unchanged. The one thing done is a ``stat`` of the file,
-        a look at its metadata, which takes effect of an edit at once."""
+        read it, while the file is unchanged. All it does besides lookups is a ``stat`` of the
+        file (a read of its metadata), which is how an edit takes effect at once."""
         if self.users_file is None or not_text(username) or not_text(password):
             return None  # (not text: authenticate() says why)
         try:
