@@ -29,6 +29,16 @@ def failures_mark_key(key: str) -> str:
     return "failures:" + key
 
 
+def _keep(recent: OrderedDict, key: str, value: Any, most: int) -> None:
+    """Remember ``value`` under ``key``, forgetting the oldest entries beyond ``most``."""
+    recent[key] = value
+    while len(recent) > most:
+        try:
+            recent.popitem(last=False)
+        except KeyError:  # emptied by another thread meanwhile
+            break
+
+
 # Fields of a record that SessionStore.update may change; the rest is fixed at sign-in.
 # ``identity`` changes when the connector's private data does (a renewed Kerberos ticket, a
 # rotated refresh token) and when re-validation finds new groups (with ``validated_at``).
@@ -151,13 +161,7 @@ class SessionStore(ABC):
         return fresh
 
     def _remember(self, key: str, mark: int, stored: Hashable, record: SessionRecord) -> None:
-        recent = self._recent
-        recent[key] = (mark, stored, record)
-        while len(recent) > RECENT_MAX:
-            try:
-                recent.popitem(last=False)
-            except KeyError:  # emptied by another thread meanwhile
-                break
+        _keep(self._recent, key, (mark, stored, record), RECENT_MAX)
 
     def failures(self, key: str) -> tuple[int, float]:
         """The count under ``key`` and when its window ends ((0, 0.0) when none).
@@ -174,13 +178,7 @@ class SessionStore(ABC):
             refuse_io("reading sign-in failures")
             count, window_end = self._read_failures(key)
             if mark is not None:
-                recent = self._recent_failures
-                recent[key] = (mark, count, window_end)
-                while len(recent) > FAILURE_COUNTS_MAX:
-                    try:
-                        recent.popitem(last=False)
-                    except KeyError:  # emptied by another thread meanwhile
-                        break
+                _keep(self._recent_failures, key, (mark, count, window_end), FAILURE_COUNTS_MAX)
         if window_end <= time.time():
             return 0, 0.0
         return count, window_end
