@@ -348,24 +348,23 @@ def _read_in_the_child(store, url: str, results) -> None:
         results.put(repr(exc))
 
 
-def test_a_forked_worker_never_reads_the_parents_channel(redis_server):
+def test_a_forked_worker_never_reads_the_parents_channel(own_redis):
     """gunicorn forks workers from a master that may have used the store (``--preload``): a child
     subscribes on a connection of its own, so it neither trusts marks it cannot see being moved
     nor takes messages off the parent's socket."""
     import multiprocessing
 
-    redis.Redis.from_url(redis_server.url).flushdb()
-    store = open_store(redis_server.url)
+    store = open_store(own_redis.url)  # a server of its own: no other test's subscribers
     try:
         store.put(record("k1", seen="by nobody"))
         read_until_served_from_memory(store, "k1")
         fork = multiprocessing.get_context("fork")
         results = fork.Queue()
-        child = fork.Process(target=_read_in_the_child, args=(store, redis_server.url, results))
+        child = fork.Process(target=_read_in_the_child, args=(store, own_redis.url, results))
         child.start()
         child.join(60)
         assert [results.get(timeout=5) for _ in range(3)] == [{"seen": "by the child"}] * 2 + [2]
-        in_another_process(redis_server.url, 'store.update("k1", {"user_data": {"seen": "by the parent"}})')
+        in_another_process(own_redis.url, 'store.update("k1", {"user_data": {"seen": "by the parent"}})')
         assert store.get("k1").user_data == {"seen": "by the parent"}
     finally:
         store.close()
