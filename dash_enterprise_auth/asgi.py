@@ -63,16 +63,17 @@ class GuardMiddleware:
         own, with a copy of the context), so it needs no reset."""
         if scope["type"] == "http":
             scope = trust_proxies(scope, self.proxy_hops)
-            seen = self.protection.admissions.seen(admission_key(scope), scope["path"])
+            key = admission_key(scope)
+            seen = self.protection.admissions.seen(key, scope["path"])
             if seen is not None:
                 show(seen)
                 return self.app(scope, receive, send)
-            return self._http(scope, receive, send)
+            return self._http(scope, key, receive, send)
         if scope["type"] == "websocket":
             return self._websocket(trust_proxies(scope, self.proxy_hops), receive, send)
         return self.app(scope, receive, send)  # lifespan
 
-    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _http(self, scope: Scope, key: tuple | None, receive: Receive, send: Send) -> None:
         request = plain_request(scope)
         # On the loop when memory suffices (a session record this process knows is current).
         outcome = without_waiting(check, self.protection, request)
@@ -86,7 +87,7 @@ class GuardMiddleware:
             if is_package_route(self.protection, request):
                 return await self._package_route(request, outcome, receive, send)
             if not outcome.cookies:
-                self.protection.admissions.remember(admission_key(scope), scope["path"], seen)
+                self.protection.admissions.remember(key, scope["path"], seen)
             await self.app(scope, receive, _with_cookies(send, outcome.cookies))
         finally:
             forget(token)
