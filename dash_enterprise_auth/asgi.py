@@ -9,14 +9,18 @@ viewer in the ``contextvars`` variable that Dash copies into every callback.
 
 The guard first runs on the event loop, where most requests are answered
 from memory (see ``blocking``); anything that can block (the session store, a
-connector talking to its provider, Argon2, python3-saml) runs on a thread
-pool, so a slow sign-in never holds the event loop: the guard's store checks
-and the sign-in routes have pools of their own, so sign-ins waiting on a
-provider cannot starve page loads. No policy lives here.
+connector talking to its provider, Argon2) runs on a thread pool, so a slow
+sign-in never holds the event loop: the guard's store checks and the sign-in
+routes have pools of their own, so sign-ins waiting on a provider cannot
+starve page loads. A sign-in's CPU-only work (python3-saml's validation,
+``blocking.compute``) comes back to the loop's thread, where it does not
+fight the loop for the interpreter. No policy lives here.
 """
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import contextvars
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Awaitable, Callable, MutableMapping
@@ -25,7 +29,7 @@ from werkzeug.datastructures import Headers
 
 from . import routes
 from .admissions import COOKIE_HEADER_MAX_LENGTH
-from .blocking import without_waiting
+from .blocking import computing_on, without_waiting
 from .errors import AuthenticationError, ConfigurationError
 from .guard import Admit, answer_failure, check, is_package_route
 from .protection import Protection
@@ -98,7 +102,7 @@ class GuardMiddleware:
             if body is None:
                 return await send_answer(Answer.json(413, {"error": "The request is too large."}), send)
             request.form = parse_form(body)
-        answer = await _in_pool(_SIGN_IN_POOL, routes.handle, self.protection, request, outcome.viewer)
+        answer = await _signing_in(routes.handle, self.protection, request, outcome.viewer)
         await send_answer(answer, send)
 
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -299,6 +303,40 @@ def trust_proxies(scope: Scope, hops: int) -> Scope:
 
 async def _in_pool(pool: ThreadPoolExecutor, func: Callable[..., Any], *args: Any) -> Any:
     return await asyncio.get_running_loop().run_in_executor(pool, lambda: func(*args))
+
+
+async def _signing_in(func: Callable[..., Any], *args: Any) -> Any:
+    """``func(*args)`` on the sign-in pool, where ``blocking.compute`` hands its work back to
+    this loop, in a context of its own (none of it stays with the thread)."""
+    loop = asyncio.get_running_loop()
+
+    def work() -> Any:
+        computing_on(lambda f, *a: _run_on(loop, f, *a))
+        return func(*args)
+    return await loop.run_in_executor(_SIGN_IN_POOL, contextvars.Context().run, work)
+
+
+def _run_on(loop: asyncio.AbstractEventLoop, func: Callable[..., Any], *args: Any) -> Any:
+    """``func(*args)`` on ``loop``'s thread, from another thread; here instead when the loop has
+    stopped before starting it (a server shutting down), so the caller never waits forever."""
+    future: concurrent.futures.Future = concurrent.futures.Future()
+
+    def run() -> None:
+        if future.set_running_or_notify_cancel():
+            try:
+                future.set_result(func(*args))
+            except BaseException as exc:
+                future.set_exception(exc)
+    try:
+        loop.call_soon_threadsafe(run)
+    except RuntimeError:  # closed
+        return func(*args)
+    while True:
+        try:
+            return future.result(timeout=1.0)
+        except TimeoutError:
+            if not loop.is_running() and future.cancel():
+                return func(*args)
 
 
 async def _read_body(receive: Receive) -> bytes | None:

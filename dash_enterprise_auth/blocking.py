@@ -17,6 +17,8 @@ from typing import Any, Callable, TypeVar
 T = TypeVar("T")
 
 _on_loop: ContextVar[bool] = ContextVar("dash_enterprise_auth_on_loop", default=False)
+# Set by the ASGI adapter on its sign-in threads: runs a function on the event loop's thread.
+_loop_runner: ContextVar[Callable[..., Any] | None] = ContextVar("dash_enterprise_auth_loop_runner", default=None)
 
 
 class WouldBlock(Exception):
@@ -38,3 +40,20 @@ def without_waiting(func: Callable[..., T], *args: Any) -> T | None:
         return None
     finally:
         _on_loop.reset(token)
+
+
+def compute(func: Callable[..., T], *args: Any) -> T:
+    """``func(*args)``, work that only needs the CPU (no I/O, no lock another thread may hold),
+    on the event loop's thread when called from an ASGI server's sign-in thread, else here.
+
+    Python runs one thread at a time: CPU-bound work on a thread makes the loop wait for its
+    turn (up to the interpreter's switch interval) at each accept, read and write, so the
+    worker's CPU sits idle between requests. On the loop itself it runs in one go. Only for
+    work that ends in milliseconds: the loop serves nothing else meanwhile."""
+    runner = _loop_runner.get()
+    return func(*args) if runner is None else runner(func, *args)
+
+
+def computing_on(runner: Callable[..., Any]) -> None:
+    """Have :func:`compute` hand its work to ``runner`` in this context (a sign-in thread's)."""
+    _loop_runner.set(runner)

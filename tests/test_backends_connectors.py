@@ -278,6 +278,22 @@ def test_saml_sign_in_through_the_acs_then_hello_then_sp_initiated_logout_throug
     assert 'name="password"' in again.text  # the IdP's session ended too
 
 
+def test_a_tampered_saml_response_is_refused_and_the_next_one_signs_in(saml_app, saml_idp):
+    """python3-saml validates on the event loop's thread (``blocking.compute``): its refusal
+    still reaches the browser as a refusal, and the worker goes on validating."""
+    for _ in range(2):  # both workers, most likely
+        browser = saml_app.browser(REGISTERED_HOST)
+        refused = browser.sign_in_at_the_saml_idp(
+            saml_idp, change=lambda xml: re.sub(r"(<saml:NameID[^>]*>)[^<]+", r"\1mallory", xml, count=1))
+        assert refused.status_code in (400, 401) and "Traceback" not in refused.text, \
+            (refused.status_code, refused.text[:300], log_tail(saml_app))
+        assert update(browser, callback_body("greeting.children", "city", "children", "NYC")).status_code == 401
+    browser = saml_app.browser(REGISTERED_HOST)
+    assert_signed_in(browser, browser.sign_in_at_the_saml_idp(saml_idp), "saml")
+    hello(browser)
+    assert_no_traceback(saml_app.app.log())
+
+
 def consent_at_plotly(at_plotly: requests.Session, page: requests.Response, username: str, password: str) -> str:
     """Fill in the Plotly stand-in's sign-in and consent page; the Location back to the app."""
     assert page.status_code == 200, page.text[:500]

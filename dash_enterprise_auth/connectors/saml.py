@@ -35,6 +35,7 @@ from onelogin.saml2.settings import OneLogin_Saml2_Settings
 from onelogin.saml2.utils import OneLogin_Saml2_Utils
 from onelogin.saml2.xml_utils import OneLogin_Saml2_XML
 
+from ..blocking import compute
 from ..errors import ConfigurationError, ProviderRefused, ProviderUnavailable
 from ..settings import Option, Settings, boolean, http_url, seconds, text
 from .base import Finding, Identity, ProviderRequest, Redirect, RedirectConnector, logout_id
@@ -160,7 +161,8 @@ class SamlConnector(RedirectConnector):
             self._idp = (time.monotonic(), idp)
         return idp
 
-    def saml_settings(self, callback_url: str) -> OneLogin_Saml2_Settings:
+    def saml_settings(self, callback_url: str, idp: dict[str, Any] | None = None) -> OneLogin_Saml2_Settings:
+        """python3-saml's settings; ``idp``: the IdP part when already read (see ``idp_settings``)."""
         base = callback_url.rsplit("/callback/", 1)[0]
         signed = bool(self.sp_key)
         return OneLogin_Saml2_Settings({
@@ -174,7 +176,7 @@ class SamlConnector(RedirectConnector):
                 "x509cert": self.sp_cert,
                 "privateKey": self.sp_key,
             },
-            "idp": self.idp_settings(),
+            "idp": idp or self.idp_settings(),
             "security": {
                 "authnRequestsSigned": signed,
                 "logoutRequestSigned": signed,
@@ -216,15 +218,20 @@ class SamlConnector(RedirectConnector):
     def complete(self, request: ProviderRequest, pending: Mapping[str, Any]) -> Identity:
         if request.method != "POST" or not request.form.get("SAMLResponse"):
             raise ProviderRefused(log_detail="ACS request without a SAMLResponse")
+        idp = self.idp_settings()  # may read the IdP's metadata: I/O, done here
+        return compute(self._validated, request, idp, pending.get("request_id"))
+
+    def _validated(self, request: ProviderRequest, idp: dict[str, Any], request_id: str | None) -> Identity:
+        """CPU work only (settings, XML, schema, signatures): see ``blocking.compute``."""
         auth = OneLogin_Saml2_Auth(self._request_data(request, request.callback_url),
-                                   self.saml_settings(request.callback_url))
+                                   self.saml_settings(request.callback_url, idp))
         try:
-            auth.process_response(request_id=pending.get("request_id"))  # None only when unsolicited
+            auth.process_response(request_id=request_id)  # None only when unsolicited
         except Exception as exc:  # validation errors, malformed XML and the like: a refusal, never a 500
             raise ProviderRefused(log_detail=f"SAML response refused: {type(exc).__name__}: {exc}"[:300]) from None
         if auth.get_errors() or not auth.is_authenticated():
             raise ProviderRefused(log_detail=f"SAML response refused: {auth.get_last_error_reason()}"[:300])
-        if not pending and auth.get_last_response_in_response_to() is not None:
+        if request_id is None and auth.get_last_response_in_response_to() is not None:
             # python3-saml skips InResponseTo without a request id: a solicited response (some
             # other browser's sign-in) must not pass as an unsolicited one.
             raise ProviderRefused(log_detail="an answer to an AuthnRequest posted without its RelayState")
