@@ -20,11 +20,13 @@ genuine one: new Response and Assertion IDs, the InResponseTo, fresh times
   floor: the same responses validated in-process by python3-saml with the
          connector's own settings (strict, signed assertions required, SHA-1
          refused, XML schema checked):
-         ``OneLogin_Saml2_Auth(request_data, settings).process_response(request_id=...)``.
+         ``OneLogin_Saml2_Auth(request_data, settings).process_response(request_id=...)``;
+  server: the same posts to bench/bare_acs_app.py under the app's server
+         program: what the server itself costs (no package, no validation).
 
-Both from the same ``--clients`` (4) concurrent client processes. Prints
+All from the same ``--clients`` (4) concurrent client processes. Prints
 posts/s per round, the medians, the app/floor ratio against the 0.8 target and
-the CPU each validated post cost. See bench/README.md.
+the CPU each post cost. See bench/README.md.
 
 Run from the repo root with the package installed, python3-saml, gunicorn and
 requests, and Debian's simplesamlphp + php-cli:
@@ -57,13 +59,16 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import requests
 
 from dash_enterprise_auth.stores import redact
-from processes import (BACKENDS, AppServer, BenchError, cpu_starved, free_port, package_rev, process_cpu, run,
+from processes import (BACKENDS, AppServer, Backend, BenchError, cpu_starved, free_port, package_rev, process_cpu, run,
                        start_app_server)
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))  # for tests.servers
 
+KINDS = ("floor", "app", "server")  # what a timed run does with the posts: see the docstring
+BARE_APPS = {"gunicorn": "bench.bare_acs_app:wsgi", "uvicorn": "bench.bare_acs_app:asgi",
+             "hypercorn": "bench.bare_acs_app:asgi"}
 TARGET = 0.8  # the app's validated ACS posts/s should be at least this share of the floor's
 NOISY_SPREAD = 0.25  # rounds of one kind differing by more than this share of their median
 COOKIE_NAME = "dash-auth-session"  # dash_enterprise_auth.session.COOKIE_NAME over plain http
@@ -163,6 +168,7 @@ class Minter:
 @dataclass
 class ClientConfig:
     app_url: str
+    bare_url: str  # bench/bare_acs_app.py under the app's server program
     idp_origin: str
     metadata_file: str
     genuine_xml: bytes
@@ -185,8 +191,8 @@ class AppClient:
     the IdP's auto-posting page sends it (cross-site, no cookie of the app). Sync gunicorn
     workers close every connection, so each request opens a new one."""
 
-    def __init__(self, cfg: ClientConfig) -> None:
-        parts = urlsplit(cfg.app_url)
+    def __init__(self, url: str, cfg: ClientConfig) -> None:
+        parts = urlsplit(url)
         self.host, self.port = parts.hostname or "127.0.0.1", parts.port or 80
         self.post_headers = {"Content-Type": "application/x-www-form-urlencoded", "Accept": "text/html",
                              "Origin": cfg.idp_origin, "Sec-Fetch-Site": "cross-site",
@@ -258,9 +264,10 @@ class FloorValidator:
 
 def client_main(pipe: Pipe, cfg: ClientConfig) -> None:
     """Orders: ("prepare", n) starts n sign-ins at the app and mints their responses;
-    ("run", kind, start_at) posts (app) or validates (floor) them all from start_at; None ends."""
+    ("run", kind, start_at) posts (app, server) or validates (floor) them all from start_at; None ends."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops us
-    app, minter = AppClient(cfg), Minter(cfg.genuine_xml, cfg.key_pem, cfg.cert_pem)
+    app, minter = AppClient(cfg.app_url, cfg), Minter(cfg.genuine_xml, cfg.key_pem, cfg.cert_pem)
+    bare = AppClient(cfg.bare_url, cfg)
     floor: FloorValidator | None = None
     batch: list[tuple[Prepared, str]] = []  # with the urlencoded form, made before the timed run
     while True:
@@ -283,6 +290,8 @@ def client_main(pipe: Pipe, cfg: ClientConfig) -> None:
                 began = time.monotonic()
                 if kind == "app":
                     app.post(item, form)
+                elif kind == "server":
+                    bare.post(item, form)
                 else:
                     floor.validate(item)
                 latencies.append(time.monotonic() - began)
@@ -429,7 +438,7 @@ def check_app(app: AppServer, cfg: ClientConfig, genuine: dict[str, str]) -> Non
     """Refuse to time an app that does not validate what it is sent."""
     from lxml import etree
 
-    client = AppClient(cfg)
+    client = AppClient(cfg.app_url, cfg)
     layout = app.url + "/_dash-layout"
     if requests.get(layout, headers={"Sec-Fetch-Site": "same-origin"}, timeout=10).status_code == 200:
         raise BenchError("/_dash-layout answers 200 without a session: the guard is not active "
@@ -654,43 +663,48 @@ def print_report(args: argparse.Namespace, results: dict[str, list[RunResult]], 
     cpus = os.cpu_count() or 1
     posts = per_client * args.clients
     print(f"\nSAML ACS posts, {args.clients} concurrent client processes, {posts} fresh responses per run"
-          f" (the same ones for both kinds), RSA-SHA256 signed response and assertion")
+          f" (the same ones for every kind), RSA-SHA256 signed response and assertion")
     backend = BACKENDS[args.backend]
-    print(f"app:   examples.app on {backend.label} under {backend.program} ({args.workers} workers),"
+    print(f"app:    examples.app on {backend.label} under {backend.program} ({args.workers} workers),"
           f" sessions in {redact(args.session_store) if args.session_store else 'SQLite'};"
           f" POST {ACS_PATH} -> 302 + session cookie, sent with http.client")
-    print("floor: OneLogin_Saml2_Auth(request_data, settings).process_response(request_id) in the client"
+    print("floor:  OneLogin_Saml2_Auth(request_data, settings).process_response(request_id) in the client"
           " processes, the connector's settings built once")
-    print(f"{args.rounds} interleaved rounds; the app and the clients share the same {cpus} CPUs"
+    print(f"server: the same posts to bench/bare_acs_app.py under {backend.program} ({args.workers} workers):"
+          " the body read, a 302 with a cookie; no package, no validation")
+    print(f"{args.rounds} interleaved rounds; the servers and the clients share the same {cpus} CPUs"
           f" (1-min load average {load_before:.2f} at start)")
     print(f"repo {package_rev()}; {versions()}")
 
-    floor = [r.rate for r in results["floor"]]
-    app = [r.rate for r in results["app"]]
-    ratios = [a / f for a, f in zip(app, floor)]
+    rates = {kind: [r.rate for r in results[kind]] for kind in KINDS}
+    ratios = [a / f for a, f in zip(rates["app"], rates["floor"])]
     ratio = statistics.median(ratios)
     print()
-    print(f"{'':<10}{'median/s':>9}{'p50 ms':>8}{'p90 ms':>8}  validated posts/s per round")
-    for kind, rates in (("floor", floor), ("app", app)):
+    print(f"{'':<10}{'median/s':>9}{'p50 ms':>8}{'p90 ms':>8}  validated posts/s per round (server: answered)")
+    for kind in KINDS:
         runs = results[kind]
-        print(f"{kind:<10}{statistics.median(rates):>9.1f}{statistics.median(r.p50_ms for r in runs):>8.1f}"
-              f"{statistics.median(r.p90_ms for r in runs):>8.1f}  " + ", ".join(f"{x:.1f}" for x in rates))
+        print(f"{kind:<10}{statistics.median(rates[kind]):>9.1f}{statistics.median(r.p50_ms for r in runs):>8.1f}"
+              f"{statistics.median(r.p90_ms for r in runs):>8.1f}  " + ", ".join(f"{x:.1f}" for x in rates[kind]))
     print(f"{'app/floor':<10}{ratio:>9.3f}{'':>16}  " + ", ".join(f"{x:.3f}" for x in ratios))
 
     print()
-    print(f"{'CPU ms per post':<16}{'app':>7}{'clients':>8}{'sum':>7}   CPUs busy (of {cpus})   CPU-starved")
-    for kind in ("floor", "app"):
+    print(f"{'CPU ms per post':<16}{'server':>7}{'clients':>8}{'sum':>7}   CPUs busy (of {cpus})   CPU-starved")
+    per: dict[str, dict[str, float]] = {}
+    for kind in KINDS:
         runs = results[kind]
-        per = {role: statistics.median(r.usage[role] * 1000 / r.posts for r in runs) for role in ("app", "clients")}
-        busy = statistics.median((r.usage["app"] + r.usage["clients"]) / r.seconds for r in runs)
+        per[kind] = {role: statistics.median(r.usage[role] * 1000 / r.posts for r in runs)
+                     for role in ("server", "clients")}
+        busy = statistics.median((r.usage["server"] + r.usage["clients"]) / r.seconds for r in runs)
         starved = ("n/a" if any(r.usage["starved"] is None for r in runs) else
                    f"{statistics.median(r.usage['starved'] / r.seconds for r in runs):.0%} of the time")
-        app_cpu = f"{per['app']:>7.2f}" if kind == "app" else f"{'-':>7}"
-        print(f"{kind:<16}{app_cpu}{per['clients']:>8.2f}{per['app'] + per['clients']:>7.2f}"
+        server_cpu = f"{per[kind]['server']:>7.2f}" if kind != "floor" else f"{'-':>7}"
+        print(f"{kind:<16}{server_cpu}{per[kind]['clients']:>8.2f}{sum(per[kind].values()):>7.2f}"
               f"   {busy:>14.2f}   {starved}")
+    print(f"{backend.program}'s own work on a post (the server row): {per['server']['server']:.2f} ms of CPU,"
+          f" {per['server']['server'] / per['floor']['clients']:.0%} of a floor validation's")
 
-    for kind, rates in (("floor", floor), ("app", app)):
-        if len(rates) > 1 and (max(rates) - min(rates)) / statistics.median(rates) > NOISY_SPREAD:
+    for kind in KINDS:
+        if len(rates[kind]) > 1 and (max(rates[kind]) - min(rates[kind])) / statistics.median(rates[kind]) > NOISY_SPREAD:
             print(f"!! {kind}: rounds differ by more than {NOISY_SPREAD:.0%} of the median;"
                   " the machine was busy, rerun before trusting the ratio")
     return ratio
@@ -704,8 +718,8 @@ def main() -> int:
     started = time.monotonic()
     load_before = os.getloadavg()[0]  # other work on the machine skews every figure
     per_client = args.posts // args.clients
-    results: dict[str, list[RunResult]] = {"floor": [], "app": []}
-    idp = app = clients = None
+    results: dict[str, list[RunResult]] = {kind: [] for kind in KINDS}
+    idp = app = bare = clients = None
     profile = ""
     with tempfile.TemporaryDirectory(prefix="dash-auth-saml-bench-") as tmp_name:
         tmp = Path(tmp_name)
@@ -717,29 +731,34 @@ def main() -> int:
             metadata_file = tmp / "idp-metadata.xml"
             metadata_file.write_text(idp.metadata_xml())
             env = app_env(metadata_file, tmp, args.session_store)
-            app = start_app_server(BACKENDS[args.backend], env, args.workers, tmp, port=port)
+            backend = BACKENDS[args.backend]
+            app = start_app_server(backend, env, args.workers, tmp, port=port)
+            (tmp / "bare").mkdir()
+            bare = start_app_server(Backend("bare", backend.program, BARE_APPS[backend.program]), env,
+                                    args.workers, tmp / "bare")
             genuine = genuine_sign_in(app.url)
             idp.stop()  # not needed any more: responses are minted from the genuine one
-            cfg = ClientConfig(app_url=app.url, idp_origin=idp.url.split("/simplesaml/")[0],
+            cfg = ClientConfig(app_url=app.url, bare_url=bare.url, idp_origin=idp.url.split("/simplesaml/")[0],
                                metadata_file=str(metadata_file),
                                genuine_xml=base64.b64decode(genuine["SAMLResponse"]),
                                key_pem=idp.signing_key_pem, cert_pem=idp.signing_cert_pem)
             check_app(app, cfg, genuine)
             clients = Clients(args.clients, cfg)
-            roles = {"app": [app.process.pid, *child_pids(app.process.pid)]}
             clients.prepare(max(10, per_client // 4))  # warm-up: every worker and client process
-            for kind in ("floor", "app"):
-                clients.run(kind, roles)
-            roles = {"app": [app.process.pid, *child_pids(app.process.pid)]}  # every worker is up by now
-            print(f"IdP signed one response, app up; {args.rounds} rounds x (floor + app)"
+            for kind in KINDS:
+                clients.run(kind, {})
+            # The server processes whose CPU a run counts (every worker is up by now).
+            roles = {kind: {"server": [s.process.pid, *child_pids(s.process.pid)]}
+                     for kind, s in (("floor", app), ("app", app), ("server", bare))}
+            print(f"IdP signed one response, app up; {args.rounds} rounds x (floor + app + server)"
                   f" x {per_client * args.clients} posts", file=sys.stderr)
             for round_no in range(1, args.rounds + 1):
                 prepared_at = time.monotonic()
                 clients.prepare(per_client)
                 prepare_s = time.monotonic() - prepared_at
-                for kind in (("floor", "app") if round_no % 2 else ("app", "floor")):
-                    r = clients.run(kind, roles)
-                    print(f"  round {round_no} {kind:<5}: {r.rate:7.1f} posts/s  p50 {r.p50_ms:6.1f} ms"
+                for kind in (KINDS if round_no % 2 else KINDS[::-1]):
+                    r = clients.run(kind, roles[kind])
+                    print(f"  round {round_no} {kind:<6}: {r.rate:7.1f} posts/s  p50 {r.p50_ms:6.1f} ms"
                           f"  ({r.posts} in {r.seconds:.1f} s; prepared in {prepare_s:.1f} s)", file=sys.stderr)
                     results[kind].append(r)
             if args.profile:
@@ -751,10 +770,9 @@ def main() -> int:
         finally:
             if clients is not None:
                 clients.stop()
-            if app is not None:
-                app.stop()
-            if idp is not None:
-                idp.stop()
+            for server in (app, bare, idp):
+                if server is not None:
+                    server.stop()
 
     ratio = print_report(args, results, per_client, load_before)
     print(f"\ntarget app >= {TARGET} x floor: {ratio:.3f} {'MET' if ratio >= TARGET else 'MISSED'}"
