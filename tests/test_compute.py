@@ -9,6 +9,7 @@ that has stopped. Exercised here with real loops and the adapter's real sign-in 
 from __future__ import annotations
 
 import asyncio
+import base64
 import threading
 import time
 
@@ -16,7 +17,11 @@ import pytest
 
 from dash_enterprise_auth import asgi
 from dash_enterprise_auth.blocking import compute
+from dash_enterprise_auth.connectors.base import ProviderRequest
+from dash_enterprise_auth.connectors.saml import MAX_RESPONSE_ON_LOOP, SamlConnector
 from dash_enterprise_auth.errors import ProviderRefused
+
+from .conftest import SAML_SP_ACS_URL
 
 
 def on_loop(func):
@@ -75,3 +80,33 @@ def test_a_sign_in_whose_loop_stopped_runs_the_work_itself_instead_of_waiting_fo
     if then == "stops":
         loop.run_until_complete(task)
         loop.close()
+
+
+class WatchedSaml(SamlConnector):
+    """The real connector, noting which thread validates each response."""
+
+    def __init__(self, **settings) -> None:
+        super().__init__(**settings)
+        self.validated_on: list[int] = []
+
+    def _validated(self, *args):
+        self.validated_on.append(threading.get_ident())
+        return super()._validated(*args)
+
+
+def test_python3_saml_validates_on_the_loop_except_a_response_too_large_to_pause_it_for(saml_idp):
+    connector = WatchedSaml(metadata_url=saml_idp.metadata_url)
+    for size, on_the_loop in ((20_000, True), (MAX_RESPONSE_ON_LOOP + 4, False)):
+        xml = b"<samlp:Response xmlns:samlp='urn:oasis:names:tc:SAML:2.0:protocol'>" + b" " * size
+        form = {"SAMLResponse": base64.b64encode(xml).decode()[:size], "RelayState": "state"}
+        request = ProviderRequest("POST", {}, form, SAML_SP_ACS_URL, "127.0.0.1")
+
+        def sign_in():
+            try:
+                connector.complete(request, {"request_id": "ONELOGIN_1"})
+            except ProviderRefused:  # not a SAML response python3-saml accepts: refused, wherever it ran
+                return threading.get_ident()
+            raise AssertionError("a broken response was accepted")
+
+        sign_in_thread, loop_thread = on_loop(sign_in)
+        assert connector.validated_on[-1] == (loop_thread if on_the_loop else sign_in_thread), size

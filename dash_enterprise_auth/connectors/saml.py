@@ -41,6 +41,10 @@ from ..settings import Option, Settings, boolean, http_url, seconds, text
 from .base import Finding, Identity, ProviderRequest, Redirect, RedirectConnector, logout_id
 from .http import Probe, describe
 
+# A response up to this many characters is validated on an ASGI server's event loop (see
+# blocking.compute: ~8 ms at most); a larger one, rare from a real IdP, on the sign-in's thread.
+MAX_RESPONSE_ON_LOOP = 256 * 1024
+
 METADATA_URL = Option("DASH_AUTH_SAML_IDP_METADATA_URL", http_url, help="the IdP's metadata URL")
 METADATA_FILE = Option("DASH_AUTH_SAML_IDP_METADATA_FILE", text, help="or the IdP's metadata XML file")
 SP_ENTITY_ID = Option("DASH_AUTH_SAML_SP_ENTITY_ID", text,
@@ -219,7 +223,10 @@ class SamlConnector(RedirectConnector):
         if request.method != "POST" or not request.form.get("SAMLResponse"):
             raise ProviderRefused(log_detail="ACS request without a SAMLResponse")
         idp = self.idp_settings()  # may read the IdP's metadata: I/O, done here
-        return compute(self._validated, request, idp, pending.get("request_id"))
+        request_id = pending.get("request_id")
+        if len(request.form["SAMLResponse"]) > MAX_RESPONSE_ON_LOOP:
+            return self._validated(request, idp, request_id)  # here: the loop's pauses stay short
+        return compute(self._validated, request, idp, request_id)
 
     def _validated(self, request: ProviderRequest, idp: dict[str, Any], request_id: str | None) -> Identity:
         """CPU work only (settings, XML, schema, signatures): see ``blocking.compute``."""
