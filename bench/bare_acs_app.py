@@ -1,9 +1,10 @@
 """The server's own share of an ACS post, for bench/saml_acs.py.
 
 The least any app must do with the IdP's POST: read the whole form and answer a 302 that sets a
-cookie of a session cookie's size (any other request: an empty 200, for the readiness check). Served by the same program, with the same workers, as the
-app (``wsgi`` under gunicorn, ``asgi`` under uvicorn or hypercorn), it shows what the server
-costs before the package or python3-saml does anything.
+cookie of a session cookie's size (any other request: an empty 200, for the readiness check).
+Served by the same program, with the same workers, as the app (``wsgi`` under gunicorn, ``asgi``
+under uvicorn or hypercorn), it shows what the server costs before the package or python3-saml
+does anything.
 """
 from __future__ import annotations
 

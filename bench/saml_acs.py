@@ -59,8 +59,8 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import requests
 
 from dash_enterprise_auth.stores import redact
-from processes import (BACKENDS, AppServer, Backend, BenchError, cpu_starved, free_port, package_rev, process_cpu, run,
-                       start_app_server)
+from processes import (BACKENDS, AppServer, Backend, BenchError, cpu_starved, free_port, package_rev, process_cpu,
+                       run, start_app_server)
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
@@ -703,8 +703,8 @@ def print_report(args: argparse.Namespace, results: dict[str, list[RunResult]], 
     print(f"{backend.program}'s own work on a post (the server row): {per['server']['server']:.2f} ms of CPU,"
           f" {per['server']['server'] / per['floor']['clients']:.0%} of a floor validation's")
 
-    for kind in KINDS:
-        if len(rates[kind]) > 1 and (max(rates[kind]) - min(rates[kind])) / statistics.median(rates[kind]) > NOISY_SPREAD:
+    for kind, kind_rates in rates.items():
+        if len(kind_rates) > 1 and (max(kind_rates) - min(kind_rates)) / statistics.median(kind_rates) > NOISY_SPREAD:
             print(f"!! {kind}: rounds differ by more than {NOISY_SPREAD:.0%} of the median;"
                   " the machine was busy, rerun before trusting the ratio")
     return ratio
