@@ -151,6 +151,9 @@ class Browser:
 
     def __init__(self, app: RunningApp, host: str | None = None) -> None:
         self.app, self.http = app, requests.Session()
+        # A new connection per request: a kept-alive one that the server (uvicorn, hypercorn: 5 s
+        # idle) closes just as the next request is sent fails that request with RemoteDisconnected.
+        self.http.headers["Connection"] = "close"
         self.at_idp = requests.Session()  # the same person's browser at the identity provider
         if host:
             self.http.headers["Host"] = host
