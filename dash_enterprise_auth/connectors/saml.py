@@ -224,7 +224,7 @@ class SamlConnector(RedirectConnector):
             raise ProviderRefused(log_detail="ACS request without a SAMLResponse")
         idp = self.idp_settings()  # may read the IdP's metadata: I/O, done here
         request_id = pending.get("request_id")
-        if len(request.form["SAMLResponse"]) > MAX_RESPONSE_ON_LOOP:
+        if len(str(request.form["SAMLResponse"])) > MAX_RESPONSE_ON_LOOP:
             return self._validated(request, idp, request_id)  # here: the loop's pauses stay short
         return compute(self._validated, request, idp, request_id)
 
