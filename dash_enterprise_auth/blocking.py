@@ -7,7 +7,8 @@ session store, a provider, a slow hash or the app's own code calls
 :func:`refuse_io` first; under
 :func:`without_waiting` that raises :class:`WouldBlock` before anything was
 done, and the middleware asks again on a thread, where the same call simply
-goes on.
+goes on. The other way round, :func:`compute` brings a sign-in's CPU-only work
+from its thread back to the loop, which runs it fastest.
 """
 from __future__ import annotations
 
