@@ -26,21 +26,21 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 
+QUICK_LDAP, QUICK_SAML = ["--rounds", "2", "--seconds", "3"], ["--rounds", "2", "--posts", "300"]
+# name: (arguments of a full run, of a --quick one); "<script>-<backend>" runs that script on that backend.
 BENCHES: dict[str, tuple[list[str], list[str]]] = {
-    # name: (full arguments, --quick arguments)
     "throughput": (["--variants", "all", "--rounds", "7"],
                    ["--variants", "all", "--rounds", "2", "--duration", "1", "--warmup", "1"]),
-    "ldap": (["--rounds", "5"], ["--rounds", "2", "--seconds", "3"]),
-    "ldap-fastapi": (["--rounds", "5", "--backend", "fastapi"], ["--rounds", "2", "--seconds", "3", "--backend", "fastapi"]),
-    "ldap-quart": (["--rounds", "5", "--backend", "quart"], ["--rounds", "2", "--seconds", "3", "--backend", "quart"]),
-    "saml": ([], ["--rounds", "2", "--posts", "300"]),
-    "saml-fastapi": (["--backend", "fastapi"], ["--rounds", "2", "--posts", "300", "--backend", "fastapi"]),
-    "saml-quart": (["--backend", "quart"], ["--rounds", "2", "--posts", "300", "--backend", "quart"]),
+    "ldap": (["--rounds", "5"], QUICK_LDAP),
+    "ldap-fastapi": (["--rounds", "5", "--backend", "fastapi"], [*QUICK_LDAP, "--backend", "fastapi"]),
+    "ldap-quart": (["--rounds", "5", "--backend", "quart"], [*QUICK_LDAP, "--backend", "quart"]),
+    "saml": ([], QUICK_SAML),
+    "saml-fastapi": (["--backend", "fastapi"], [*QUICK_SAML, "--backend", "fastapi"]),
+    "saml-quart": (["--backend", "quart"], [*QUICK_SAML, "--backend", "quart"]),
     "memory": ([], ["--sessions", "5000"]),
 }
-SCRIPTS = {"throughput": "throughput.py", "ldap": "ldap_sign_in.py", "ldap-fastapi": "ldap_sign_in.py",
-           "ldap-quart": "ldap_sign_in.py", "saml": "saml_acs.py", "saml-fastapi": "saml_acs.py",
-           "saml-quart": "saml_acs.py", "memory": "session_memory.py"}
+SCRIPTS = {"throughput": "throughput.py", "ldap": "ldap_sign_in.py", "saml": "saml_acs.py",
+           "memory": "session_memory.py"}
 
 
 def main() -> int:
@@ -60,7 +60,7 @@ def main() -> int:
     failed: list[str] = []
     for name in chosen:
         full, quick = BENCHES[name]
-        command = [sys.executable, str(HERE / SCRIPTS[name]), *(quick if args.quick else full)]
+        command = [sys.executable, str(HERE / SCRIPTS[name.split("-")[0]]), *(quick if args.quick else full)]
         print(f"== {name}: {' '.join(command[1:])}", file=sys.stderr, flush=True)
         started = time.monotonic()
         done = subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
